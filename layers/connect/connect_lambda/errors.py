@@ -1,0 +1,115 @@
+"""Typed errors of the library.
+
+Every error carries a machine-readable ``reason`` so that handlers can count failures by cause (metrics) and map
+them to an HTTP answer in one place, without parsing messages. Messages are written for operators and never
+contain a secret, a token or an assertion: callers may log them as they are.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Why a request, a token or a payload was refused. Stable values: dashboards and alarms key on them."""
+
+    # request shape
+    MALFORMED_REQUEST = "malformed_request"
+    # token transport and structure
+    MISSING_TOKEN = "missing_token"
+    MULTIPLE_TOKENS = "multiple_tokens"
+    MALFORMED_TOKEN = "malformed_token"
+    TOKEN_TOO_LARGE = "token_too_large"
+    WRONG_ALGORITHM = "wrong_algorithm"
+    # tenant
+    MISSING_ISSUER = "missing_issuer"
+    UNKNOWN_TENANT = "unknown_tenant"
+    TENANT_UNINSTALLED = "tenant_uninstalled"
+    TENANT_DISABLED = "tenant_disabled"
+    # signature and time
+    BAD_SIGNATURE = "bad_signature"
+    MISSING_EXPIRY = "missing_exp"
+    MISSING_ISSUED_AT = "missing_iat"
+    BAD_TIME_CLAIM = "bad_time_claim"
+    EXPIRED = "expired"
+    NOT_YET_VALID = "not_yet_valid"
+    ISSUED_IN_FUTURE = "issued_in_future"
+    # qsh
+    MISSING_QSH = "missing_qsh"
+    QSH_MISMATCH = "qsh_mismatch"
+    CONTEXT_QSH_NOT_ALLOWED = "context_qsh_not_allowed"
+    # signed install
+    MISSING_KID = "missing_kid"
+    INVALID_KID = "invalid_kid"
+    UNKNOWN_KID = "unknown_kid"
+    INSTALL_KEY_UNAVAILABLE = "install_key_unavailable"
+    WRONG_AUDIENCE = "wrong_audience"
+    ISSUER_MISMATCH = "issuer_mismatch"
+    # installed payload
+    INVALID_PAYLOAD = "invalid_payload"
+    TENANT_HOST_NOT_ALLOWED = "tenant_host_not_allowed"
+    WRONG_APP_KEY = "wrong_app_key"
+    # configuration
+    INVALID_CONFIGURATION = "invalid_configuration"
+    # outbound calls (product, authorization server) and storage
+    DEPENDENCY_UNAVAILABLE = "dependency_unavailable"
+    GRANT_REJECTED = "grant_rejected"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    PRODUCT_ERROR = "product_error"
+    STALE_WRITE = "stale_write"
+
+
+class ConnectError(Exception):
+    """Base of every error the library raises on purpose."""
+
+    default_reason: Reason = Reason.MALFORMED_REQUEST
+
+    def __init__(self, message: str, reason: Reason | None = None) -> None:
+        super().__init__(message)
+        self.reason: Reason = reason or self.default_reason
+
+    def __str__(self) -> str:
+        return f"{self.args[0]} ({self.reason})"
+
+
+class MalformedRequestError(ConnectError):
+    """The request itself cannot be canonicalised (e.g. a bad percent-escape): a client error, 400."""
+
+    default_reason = Reason.MALFORMED_REQUEST
+
+
+class AuthenticationError(ConnectError):
+    """A token was missing, malformed, or failed a check: 401. Fail closed: never caught to allow."""
+
+    default_reason = Reason.BAD_SIGNATURE
+
+
+class TenantStateError(AuthenticationError):
+    """The token is for a tenant that is disabled or uninstalled."""
+
+    default_reason = Reason.TENANT_DISABLED
+
+
+class InvalidPayloadError(ConnectError):
+    """A lifecycle payload failed validation (missing fields, wrong types, bounds, hosts): 400."""
+
+    default_reason = Reason.INVALID_PAYLOAD
+
+
+class ConfigurationError(ConnectError):
+    """The deployment is misconfigured. Raised at start-up so that nothing runs half-configured."""
+
+    default_reason = Reason.INVALID_CONFIGURATION
+
+
+class DependencyUnavailableError(ConnectError):
+    """A service we depend on (install-key CDN, DynamoDB, KMS, authorization server) failed: 5xx, retry later."""
+
+    default_reason = Reason.DEPENDENCY_UNAVAILABLE
+
+
+class InstallKeyUnavailableError(DependencyUnavailableError):
+    """No install-key CDN answered with a usable key. Signed install fails closed (503, Atlassian retries)."""
+
+    default_reason = Reason.INSTALL_KEY_UNAVAILABLE

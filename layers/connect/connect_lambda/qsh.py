@@ -1,0 +1,154 @@
+"""Canonical request and query string hash (qsh), as the Atlassian products compute them.
+
+The products verify and compute the qsh with Atlassian's Java ``atlassian-jwt`` library, so where the published
+references disagree (PROTOCOL.md §2.5) this module follows Java:
+
+* the context path is removed as a plain string prefix, then exactly one trailing ``/``; a blank result is ``/``;
+* the path is used raw (still percent-encoded, lowercase escapes kept); only ``&`` becomes ``%26``;
+* the query is parsed as ``application/x-www-form-urlencoded`` (split on ``&``, ``+`` is a space, bare ``k``
+  equals ``k=``), the parameter named exactly ``jwt`` is dropped, values of a repeated name are sorted by their
+  decoded UTF-16 code units, names are sorted by their percent-encoded form, and names and values are
+  re-encoded with RFC 3986 unreserved characters kept literal and upper-case hex everywhere else.
+
+Malformed percent-escapes (``%zz``, a trailing ``%``, ``%4``): Java's decoder throws while Node and Python keep
+the literal. We reject them with :class:`MalformedRequestError`, a 400: the product never sends such a URL for a
+token it signs, and silently hashing a guessed decoding could only ever match by accident. Text that cannot be
+UTF-8 encoded (lone surrogates from a JSON event) is rejected the same way. Percent-escapes that decode to invalid
+UTF-8 (``%FF``) are well-formed; like Java they decode to U+FFFD.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from urllib.parse import quote, unquote
+
+from connect_lambda.errors import MalformedRequestError
+
+__all__ = [
+    "CONTEXT_QSH",
+    "canonical_query",
+    "canonical_request",
+    "canonical_request_from_parts",
+    "canonical_uri",
+    "percent_encode",
+    "query_string_hash",
+    "query_string_hash_from_parts",
+]
+
+CONTEXT_QSH = "context-qsh"
+"""The fixed qsh of a context token (``AP.context.getToken()``), accepted only on routes declared for it."""
+
+JWT_PARAMETER = "jwt"
+
+_ABSOLUTE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# Java's Character.isWhitespace over the characters a raw request path could contain (StringUtils.isBlank).
+_JAVA_BLANK = " \t\n\x0b\x0c\r\x1c\x1d\x1e\x1f"
+
+
+def percent_encode(text: str) -> str:
+    """RFC 3986 encoding as the Java reference does it: unreserved ``A-Za-z0-9-._~`` literal, all else %XX."""
+    try:
+        return quote(text, safe="")
+    except UnicodeEncodeError as exc:
+        raise MalformedRequestError("request contains text that is not valid Unicode") from exc
+
+
+def _form_decode(component: str) -> str:
+    if "+" in component:
+        component = component.replace("+", " ")
+    if "%" not in component:
+        return component
+    if _BAD_ESCAPE.search(component):
+        raise MalformedRequestError("query string contains a malformed percent-escape")
+    return unquote(component, encoding="utf-8", errors="replace")
+
+
+def _utf16_units(value: str) -> bytes:
+    return value.encode("utf-16-be", "surrogatepass")
+
+
+def canonical_query(raw_query: str) -> str:
+    """Canonical query string of a raw (still encoded) query, without the leading ``?``."""
+    if not raw_query:
+        return ""
+    grouped: dict[str, list[str]] = {}
+    for pair in raw_query.split("&"):
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        decoded_name = _form_decode(name)
+        decoded_value = _form_decode(value)
+        if decoded_name == JWT_PARAMETER:
+            continue
+        values = grouped.get(decoded_name)
+        if values is None:
+            grouped[decoded_name] = [decoded_value]
+        else:
+            values.append(decoded_value)
+    encoded: list[tuple[str, list[str]]] = []
+    for name, values in grouped.items():
+        if len(values) > 1:
+            values.sort(key=_utf16_units)
+        encoded.append((percent_encode(name), values))
+    encoded.sort(key=lambda item: item[0])
+    return "&".join(f"{name}={','.join(percent_encode(v) for v in values)}" for name, values in encoded)
+
+
+def _normalise_base_path(base_path: str) -> str:
+    if base_path in ("", "/"):
+        return ""
+    return base_path.removesuffix("/")
+
+
+def canonical_uri(raw_path: str, base_path: str = "") -> str:
+    """Canonical URI of a raw request path relative to ``base_path`` (the context path)."""
+    prefix = _normalise_base_path(base_path)
+    path = raw_path.removeprefix(prefix) if prefix else raw_path
+    path = path.removesuffix("/")
+    if not path.strip(_JAVA_BLANK):
+        return "/"
+    if not path.startswith("/"):
+        path = "/" + path
+    if "&" in path:
+        path = path.replace("&", "%26")
+    return path
+
+
+def _split_target(url: str) -> tuple[str, str]:
+    match = _ABSOLUTE_PREFIX.match(url)
+    if match:
+        url = url[match.end() :]
+    url = url.partition("#")[0]
+    path, _, query = url.partition("?")
+    return path, query
+
+
+def canonical_request_from_parts(method: str, raw_path: str, raw_query: str, base_path: str = "") -> str:
+    """Canonical request from a raw path and a raw query string kept apart (as HTTP API events carry them)."""
+    return f"{method.upper()}&{canonical_uri(raw_path, base_path)}&{canonical_query(raw_query)}"
+
+
+def canonical_request(method: str, url: str, base_path: str = "") -> str:
+    """Canonical request of ``url``: a raw request target (``/path?query``) or an absolute URL."""
+    path, query = _split_target(url)
+    return canonical_request_from_parts(method, path, query, base_path)
+
+
+def _hash(canonical: str) -> str:
+    try:
+        data = canonical.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedRequestError("request contains text that is not valid Unicode") from exc
+    return hashlib.sha256(data).hexdigest()
+
+
+def query_string_hash_from_parts(method: str, raw_path: str, raw_query: str, base_path: str = "") -> str:
+    """qsh from a raw path and a raw query string kept apart."""
+    return _hash(canonical_request_from_parts(method, raw_path, raw_query, base_path))
+
+
+def query_string_hash(method: str, url: str, base_path: str = "") -> str:
+    """qsh (lowercase hex SHA-256 of the canonical request) of ``url``."""
+    return _hash(canonical_request(method, url, base_path))
