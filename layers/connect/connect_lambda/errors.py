@@ -38,6 +38,7 @@ class Reason(StrEnum):
     MISSING_QSH = "missing_qsh"
     QSH_MISMATCH = "qsh_mismatch"
     CONTEXT_QSH_NOT_ALLOWED = "context_qsh_not_allowed"
+    CONTEXT_TOKEN_REQUIRED = "context_token_required"
     # signed install
     MISSING_KID = "missing_kid"
     INVALID_KID = "invalid_kid"

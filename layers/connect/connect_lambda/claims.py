@@ -1,0 +1,44 @@
+"""Time claims (``exp``, ``iat``, ``nbf``) checked the same way for every token the app receives.
+
+The comparison follows the Java reference the products use: a token is accepted until ``exp + leeway``
+inclusive, and ``nbf``/``iat`` may be up to ``leeway`` seconds ahead of our clock.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from connect_lambda.errors import AuthenticationError, Reason
+
+
+def numeric_date(claims: dict[str, Any], name: str, missing: Reason | None) -> float | None:
+    """A NumericDate claim; ``missing`` is the reason to raise when it is absent (``None``: optional)."""
+    value = claims.get(name)
+    if value is None:
+        if missing is not None:
+            raise AuthenticationError(f"token has no '{name}' claim", missing)
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise AuthenticationError(f"token '{name}' claim is not a NumericDate", Reason.BAD_TIME_CLAIM)
+    return float(value)
+
+
+def check_time_claims(claims: dict[str, Any], *, now: float, leeway: int, require_iat: bool = True) -> None:
+    expires = numeric_date(claims, "exp", None)
+    if expires is None:
+        raise AuthenticationError("token has no 'exp' claim", Reason.MISSING_EXPIRY)
+    issued = numeric_date(claims, "iat", Reason.MISSING_ISSUED_AT if require_iat else None)
+    not_before = numeric_date(claims, "nbf", None)
+    if now > expires + leeway:
+        raise AuthenticationError("token has expired", Reason.EXPIRED)
+    if issued is not None:
+        if issued > now + leeway:
+            raise AuthenticationError("token is issued in the future", Reason.ISSUED_IN_FUTURE)
+        if expires < issued:
+            raise AuthenticationError("token expires before it was issued", Reason.BAD_TIME_CLAIM)
+    if not_before is not None:
+        if not_before > now + leeway:
+            raise AuthenticationError("token is not valid yet", Reason.NOT_YET_VALID)
+        if expires <= not_before:
+            raise AuthenticationError("token expires before it becomes valid", Reason.BAD_TIME_CLAIM)

@@ -1,0 +1,94 @@
+"""Finding the Connect JWT in an incoming request.
+
+Atlassian sends tenant tokens either as ``Authorization: JWT <token>`` (webhooks, lifecycle callbacks, context
+tokens forwarded by the app's front end) or as ``?jwt=<token>`` (iframe loads). A request may carry the same
+token both ways; two *different* tokens are refused, because which one a check looked at would then be a guess.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import unquote_plus
+
+from connect_lambda.errors import AuthenticationError, Reason
+
+MAX_TOKEN_LENGTH = 8192
+_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_JWT_SCHEME = "jwt"
+
+
+class Transport(StrEnum):
+    HEADER = "header"
+    QUERY = "query"
+    HEADER_AND_QUERY = "header+query"
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractedToken:
+    token: str
+    transport: Transport
+
+    def __repr__(self) -> str:  # the token itself is a credential: keep it out of reprs and logs
+        return f"ExtractedToken(transport={self.transport.value!r}, token=<{len(self.token)} chars>)"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, candidate in headers.items():
+        if key.lower() == lowered:
+            return candidate
+    return None
+
+
+def _from_header(headers: Mapping[str, str]) -> str | None:
+    value = _header(headers, "authorization")
+    if value is None:
+        return None
+    scheme, _, credentials = value.strip().partition(" ")
+    if scheme.lower() != _JWT_SCHEME:
+        return None  # another scheme (Basic, Bearer) is not a Connect token
+    return credentials.strip()
+
+
+def _from_query(raw_query: str) -> str | None:
+    if "jwt" not in raw_query and "%" not in raw_query:  # fast path: no way to spell the name
+        return None
+    found: str | None = None
+    for pair in raw_query.split("&"):
+        name, _, value = pair.partition("=")
+        if name != _JWT_SCHEME and unquote_plus(name) != _JWT_SCHEME:
+            continue
+        token = unquote_plus(value)
+        if found is not None and token != found:
+            raise AuthenticationError("request carries more than one different token", Reason.MULTIPLE_TOKENS)
+        found = token
+    return found
+
+
+def _check_shape(token: str) -> str:
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise AuthenticationError("token is too large", Reason.TOKEN_TOO_LARGE)
+    if not _COMPACT_JWS.fullmatch(token):
+        raise AuthenticationError("token is not a compact signed JWT", Reason.MALFORMED_TOKEN)
+    return token
+
+
+def extract_token(headers: Mapping[str, str], raw_query: str) -> ExtractedToken:
+    """The request's one Connect JWT and how it came. Header names are matched case-insensitively."""
+    header_token = _from_header(headers)
+    query_token = _from_query(raw_query) if raw_query else None
+    if header_token is not None and query_token is not None:
+        if header_token != query_token:
+            raise AuthenticationError("request carries more than one different token", Reason.MULTIPLE_TOKENS)
+        return ExtractedToken(_check_shape(header_token), Transport.HEADER_AND_QUERY)
+    if header_token is not None:
+        return ExtractedToken(_check_shape(header_token), Transport.HEADER)
+    if query_token is not None:
+        return ExtractedToken(_check_shape(query_token), Transport.QUERY)
+    raise AuthenticationError("request carries no Connect token", Reason.MISSING_TOKEN)

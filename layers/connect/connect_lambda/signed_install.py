@@ -1,0 +1,90 @@
+"""Verifying the RS256 token that Atlassian signs the ``installed`` and ``uninstalled`` callbacks with.
+
+An HS256 token on these routes proves nothing (it could be signed with the ``sharedSecret`` in the very body it
+arrives with), so only RS256 is accepted, with a key fetched by ``kid`` from the install-key CDN chain. The token
+must be addressed to this app (``aud`` is ``APP_BASE_URL``), issued for the tenant in the body (``iss`` is the
+body's ``clientKey``), bound to this lifecycle request (``qsh``) and not expired.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import jwt
+
+from connect_lambda.claims import check_time_claims
+from connect_lambda.config import DEFAULT_LEEWAY_SECONDS
+from connect_lambda.errors import AuthenticationError, Reason
+from connect_lambda.install_keys import InstallKeyProvider, validate_kid
+from connect_lambda.lifecycle import LifecyclePayload
+from connect_lambda.qsh import CONTEXT_QSH, query_string_hash_from_parts
+from connect_lambda.tenant_token import RequestTarget
+
+
+def _normalise_audience(value: str) -> str:
+    return value.removesuffix("/")
+
+
+class SignedInstallVerifier:
+    def __init__(
+        self,
+        keys: InstallKeyProvider,
+        *,
+        app_base_url: str,
+        base_path: str = "",
+        leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._keys = keys
+        self._audience = _normalise_audience(app_base_url)
+        self._base_path = base_path
+        self._leeway = leeway_seconds
+        self._clock = clock
+
+    def verify(self, token: str, request: RequestTarget, payload: LifecyclePayload) -> Mapping[str, Any]:
+        """Claims of a valid install token for ``payload``; raises AuthenticationError otherwise."""
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("install token is malformed", Reason.MALFORMED_TOKEN) from exc
+        if header.get("alg") != "RS256":
+            raise AuthenticationError("install token algorithm is not RS256", Reason.WRONG_ALGORITHM)
+        kid = validate_kid(header.get("kid"))
+        key = self._keys.public_key(kid, payload.base_url)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=["RS256"],
+                options={"verify_aud": False, "verify_exp": False, "verify_iat": False, "verify_nbf": False},
+            )
+        except jwt.InvalidSignatureError as exc:
+            raise AuthenticationError("install token signature does not verify", Reason.BAD_SIGNATURE) from exc
+        except jwt.PyJWTError as exc:
+            raise AuthenticationError("install token is malformed", Reason.MALFORMED_TOKEN) from exc
+        check_time_claims(claims, now=self._clock(), leeway=self._leeway, require_iat=False)
+        self._check_audience(claims.get("aud"))
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or not issuer:
+            raise AuthenticationError("install token has no issuer", Reason.MISSING_ISSUER)
+        if issuer != payload.client_key:
+            raise AuthenticationError("install token issuer is not the body's clientKey", Reason.ISSUER_MISMATCH)
+        self._check_qsh(claims.get("qsh"), request)
+        return MappingProxyType(claims)
+
+    def _check_audience(self, audience: object) -> None:
+        values = audience if isinstance(audience, list) else [audience]
+        if not any(isinstance(v, str) and _normalise_audience(v) == self._audience for v in values):
+            raise AuthenticationError("install token is not addressed to this app", Reason.WRONG_AUDIENCE)
+
+    def _check_qsh(self, qsh: object, request: RequestTarget) -> None:
+        if qsh is None:
+            raise AuthenticationError("install token has no qsh claim", Reason.MISSING_QSH)
+        if qsh == CONTEXT_QSH:
+            raise AuthenticationError("context token on a lifecycle route", Reason.CONTEXT_QSH_NOT_ALLOWED)
+        expected = query_string_hash_from_parts(request.method, request.raw_path, request.raw_query, self._base_path)
+        if qsh != expected:
+            raise AuthenticationError("install token qsh does not match the request", Reason.QSH_MISMATCH)

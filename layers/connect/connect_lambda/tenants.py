@@ -1,0 +1,46 @@
+"""What the protocol core needs to know about a tenant, and the interface through which it asks.
+
+The core has no storage of its own: whoever verifies tokens passes an object that implements
+:class:`TenantKeyLookup` (the DynamoDB/KMS tenant store in production, a dict in tests and examples).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+
+class TenantState(StrEnum):
+    INSTALLED = "installed"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+    UNINSTALLED = "uninstalled"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantKey:
+    """A tenant's identity, lifecycle state and shared secret (UTF-8 bytes; ``None`` once uninstalled)."""
+
+    client_key: str
+    state: TenantState
+    shared_secret: bytes | None = field(default=None, repr=False)
+
+
+class TenantKeyLookup(Protocol):
+    """Finds a tenant by clientKey. Returns ``None`` for an unknown tenant; raises on storage failures."""
+
+    def tenant_key(self, client_key: str) -> TenantKey | None: ...
+
+
+class InMemoryTenantKeys:
+    """A dict-backed lookup, for tests, examples and offline tools."""
+
+    def __init__(self, tenants: dict[str, TenantKey] | None = None) -> None:
+        self._tenants: dict[str, TenantKey] = dict(tenants or {})
+
+    def put(self, tenant: TenantKey) -> None:
+        self._tenants[tenant.client_key] = tenant
+
+    def tenant_key(self, client_key: str) -> TenantKey | None:
+        return self._tenants.get(client_key)
