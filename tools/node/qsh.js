@@ -1,0 +1,34 @@
+#!/usr/bin/env node
+// Reference values from Atlassian's npm atlassian-jwt 2.0.3 (PROTOCOL.md source NPM-JWT).
+//
+// Reads JSON lines {"method", "url", "base_path"} on stdin and writes one JSON line per input:
+// {"canonical": ..., "qsh": ...}, or {"error": message} if the library throws.
+// The request object is built the way the library does it for a raw URL (fromMethodAndUrl:
+// legacy url.parse with querystring parsing); base_path is passed as the library's baseUrl argument.
+'use strict';
+
+const readline = require('readline');
+const jwt = require('atlassian-jwt');
+
+function compute(input) {
+  const req = jwt.fromMethodAndUrl(input.method, input.url);
+  const baseUrl = input.base_path || '';
+  return {
+    canonical: jwt.createCanonicalRequest(req, false, baseUrl),
+    qsh: jwt.createQueryStringHash(req, false, baseUrl),
+  };
+}
+
+const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+lines.on('line', (line) => {
+  if (!line.trim()) {
+    return;
+  }
+  let output;
+  try {
+    output = compute(JSON.parse(line));
+  } catch (err) {
+    output = { error: String(err && err.message ? err.message : err) };
+  }
+  process.stdout.write(JSON.stringify(output) + '\n');
+});
