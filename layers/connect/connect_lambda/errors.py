@@ -59,6 +59,7 @@ class Reason(StrEnum):
     NOT_FOUND = "not_found"
     PRODUCT_ERROR = "product_error"
     STALE_WRITE = "stale_write"
+    SECRET_UNREADABLE = "secret_unreadable"
 
 
 class ConnectError(Exception):

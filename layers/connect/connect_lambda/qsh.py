@@ -55,6 +55,13 @@ def percent_encode(text: str) -> str:
         raise MalformedRequestError("request contains text that is not valid Unicode") from exc
 
 
+def _check_encodable(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MalformedRequestError("request contains text that is not valid Unicode") from exc
+
+
 def _form_decode(component: str) -> str:
     if "+" in component:
         component = component.replace("+", " ")
@@ -104,6 +111,8 @@ def _normalise_base_path(base_path: str) -> str:
 
 def canonical_uri(raw_path: str, base_path: str = "") -> str:
     """Canonical URI of a raw request path relative to ``base_path`` (the context path)."""
+    if not raw_path.isascii():
+        _check_encodable(raw_path)
     prefix = _normalise_base_path(base_path)
     path = raw_path.removeprefix(prefix) if prefix else raw_path
     path = path.removesuffix("/")

@@ -25,7 +25,7 @@ from connect_lambda.config import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 from connect_lambda.errors import AuthenticationError, ConfigurationError, Reason, TenantStateError
 from connect_lambda.jws import UnverifiedToken, decode_unverified, hs256_valid
 from connect_lambda.qsh import CONTEXT_QSH, query_string_hash_from_parts
-from connect_lambda.tenants import TenantKeyLookup, TenantState
+from connect_lambda.tenants import TenantKey, TenantKeyLookup, TenantState
 
 MAX_CLIENT_KEY_LENGTH = 256
 MAX_ACCOUNT_ID_LENGTH = 128
@@ -73,6 +73,18 @@ def _account_id(claims: dict[str, Any]) -> str | None:
     return candidate
 
 
+def _check_tenant(tenant: TenantKey | None, token: UnverifiedToken, allow_disabled: bool) -> None:
+    """The tenant exists, still has its secret, signed this token, and may call the route in its state."""
+    if tenant is None:
+        raise AuthenticationError("token issuer is not an installed tenant", Reason.UNKNOWN_TENANT)
+    if tenant.state is TenantState.UNINSTALLED or not tenant.shared_secret:
+        raise TenantStateError("tenant is uninstalled", Reason.TENANT_UNINSTALLED)
+    if not hs256_valid(token, tenant.shared_secret):
+        raise AuthenticationError("token signature does not verify", Reason.BAD_SIGNATURE)
+    if tenant.state is TenantState.DISABLED and not allow_disabled:
+        raise TenantStateError("tenant is disabled", Reason.TENANT_DISABLED)
+
+
 class TenantTokenVerifier:
     """Verifies tenant tokens against a tenant lookup. One per container; safe to reuse across requests."""
 
@@ -108,14 +120,13 @@ class TenantTokenVerifier:
         if len(client_key) > MAX_CLIENT_KEY_LENGTH:
             raise AuthenticationError("token issuer is too long", Reason.MALFORMED_TOKEN)
         tenant = self._tenants.tenant_key(client_key)
-        if tenant is None:
-            raise AuthenticationError("token issuer is not an installed tenant", Reason.UNKNOWN_TENANT)
-        if tenant.state is TenantState.UNINSTALLED or not tenant.shared_secret:
-            raise TenantStateError("tenant is uninstalled", Reason.TENANT_UNINSTALLED)
-        if not hs256_valid(unverified, tenant.shared_secret):
-            raise AuthenticationError("token signature does not verify", Reason.BAD_SIGNATURE)
-        if tenant.state is TenantState.DISABLED and not allow_disabled_tenant:
-            raise TenantStateError("tenant is disabled", Reason.TENANT_DISABLED)
+        try:
+            _check_tenant(tenant, unverified, allow_disabled_tenant)
+        except AuthenticationError:
+            fresher = self._tenants.tenant_key(client_key, fresh=True)
+            if fresher is tenant:
+                raise
+            _check_tenant(fresher, unverified, allow_disabled_tenant)
         check_time_claims(unverified.claims, now=self._clock(), leeway=self._leeway)
         kind = self._check_qsh(unverified, request, accept)
         return VerifiedTenantToken(

@@ -28,9 +28,14 @@ class TenantKey:
 
 
 class TenantKeyLookup(Protocol):
-    """Finds a tenant by clientKey. Returns ``None`` for an unknown tenant; raises on storage failures."""
+    """Finds a tenant by clientKey. Returns ``None`` for an unknown tenant; raises on storage failures.
 
-    def tenant_key(self, client_key: str) -> TenantKey | None: ...
+    Implementations may cache. When a token fails against what they returned, the verifier asks once more with
+    ``fresh=True`` so that a reinstall (new secret) or re-enable is seen at once rather than after the cache
+    period; an implementation may rate-limit that and return the very same object when it has nothing newer.
+    """
+
+    def tenant_key(self, client_key: str, *, fresh: bool = False) -> TenantKey | None: ...
 
 
 class InMemoryTenantKeys:
@@ -42,5 +47,5 @@ class InMemoryTenantKeys:
     def put(self, tenant: TenantKey) -> None:
         self._tenants[tenant.client_key] = tenant
 
-    def tenant_key(self, client_key: str) -> TenantKey | None:
+    def tenant_key(self, client_key: str, *, fresh: bool = False) -> TenantKey | None:
         return self._tenants.get(client_key)
