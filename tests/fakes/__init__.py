@@ -1,0 +1,1 @@
+"""In-process stand-ins for the services the library talks to (loopback servers, no network)."""
