@@ -1,0 +1,117 @@
+"""Reading HTTP API payload 2.0 events: method, raw path and query (exactly as the qsh needs them), headers, body."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from connect_lambda.errors import AuthenticationError, ConnectError, MalformedRequestError, Reason
+from connect_lambda.tenant_token import RequestTarget
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+class UnsupportedMediaTypeError(ConnectError):
+    """The body is not of the content type the route takes: 415."""
+
+
+class PayloadTooLargeError(ConnectError):
+    """The body exceeds the route's bound: 413."""
+
+
+@dataclass(frozen=True, slots=True)
+class HttpRequest:
+    method: str
+    raw_path: str
+    raw_query: str
+    route_key: str
+    headers: Mapping[str, str]  # names lower-cased
+    body: bytes
+
+    @property
+    def target(self) -> RequestTarget:
+        return RequestTarget(self.method, self.raw_path, self.raw_query)
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+    def json_body(self, *, max_bytes: int = MAX_BODY_BYTES) -> Any:
+        """The body as JSON, refusing other media types, oversized bodies and malformed JSON."""
+        media_type = (self.header("content-type") or "").split(";", 1)[0].strip().lower()
+        if media_type != "application/json":
+            raise UnsupportedMediaTypeError("body must be application/json")
+        if len(self.body) > max_bytes:
+            raise PayloadTooLargeError(f"body must be at most {max_bytes} bytes")
+        try:
+            return json.loads(self.body)
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise MalformedRequestError("body is not valid JSON") from exc
+
+
+def lower_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
+    """API Gateway lower-cases header names; sam local keeps the client's case. Read them the same way."""
+    return {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+
+
+def http_request(event: Mapping[str, Any], *, max_body_bytes: int = MAX_BODY_BYTES) -> HttpRequest:
+    """An :class:`HttpRequest` from a payload 2.0 event; malformed events are client errors, never crashes."""
+    if not isinstance(event, Mapping):
+        raise MalformedRequestError("event is not an object")
+    context = event.get("requestContext") or {}
+    http = context.get("http") or {} if isinstance(context, Mapping) else {}
+    method = http.get("method") if isinstance(http, Mapping) else None
+    raw_path = event.get("rawPath")
+    raw_query = event.get("rawQueryString") or ""
+    if not isinstance(method, str) or not isinstance(raw_path, str) or not isinstance(raw_query, str):
+        raise MalformedRequestError("event is not an HTTP API 2.0 request")
+    body_text = event.get("body") or ""
+    if not isinstance(body_text, str):
+        raise MalformedRequestError("event body is not a string")
+    if len(body_text) > max_body_bytes * 4 // 3 + 4:
+        raise PayloadTooLargeError(f"body must be at most {max_body_bytes} bytes")
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(body_text, validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise MalformedRequestError("body is not valid base64") from exc
+    else:
+        body = body_text.encode("utf-8", "surrogatepass")
+    route_key = event.get("routeKey")
+    return HttpRequest(
+        method=method.upper(),
+        raw_path=raw_path,
+        raw_query=raw_query,
+        route_key=route_key if isinstance(route_key, str) else "",
+        headers=lower_headers(event.get("headers") if isinstance(event.get("headers"), Mapping) else None),
+        body=body,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class CallerIdentity:
+    """What the authorizer verified, as it reaches a route: the tenant, the user, and the token's kind."""
+
+    client_key: str
+    account_id: str | None
+    token_kind: str
+    issued_at: float
+
+
+def caller_identity(event: Mapping[str, Any]) -> CallerIdentity:
+    """The authorizer's context. A route behind the authorizer without one is a deployment error: fail closed."""
+    context = (event.get("requestContext") or {}).get("authorizer", {}).get("lambda") or {}
+    client_key = context.get("clientKey")
+    if not isinstance(client_key, str) or not client_key:
+        raise AuthenticationError("route reached without an authorizer context", Reason.MISSING_TOKEN)
+    account_id = context.get("accountId") or None
+    issued_at = context.get("issuedAt")
+    return CallerIdentity(
+        client_key=client_key,
+        account_id=str(account_id) if account_id else None,
+        token_kind=str(context.get("tokenKind", "")),
+        issued_at=float(issued_at) if isinstance(issued_at, int | float) else 0.0,
+    )

@@ -1,0 +1,81 @@
+"""HTTP answers, and the one place where library errors become status codes.
+
+Bodies are short JSON objects. Authentication failures all look alike to the caller (the reason goes to logs and
+metrics, not to a possible attacker); validation failures say what was wrong, since their messages never carry
+a secret; dependency failures are 503 so that Atlassian retries lifecycle callbacks.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from connect_lambda.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConnectError,
+    DependencyUnavailableError,
+    InvalidPayloadError,
+    MalformedRequestError,
+    Reason,
+)
+
+from connect_apigw.requests import PayloadTooLargeError, UnsupportedMediaTypeError
+
+JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+def json_response(
+    status: int, body: Mapping[str, Any] | list[Any], headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {**JSON_HEADERS, **(headers or {})},
+        "body": json.dumps(body, separators=(",", ":")),
+    }
+
+
+def empty_response(status: int = 204, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Cache-Control": "no-store", **(headers or {})}, "body": ""}
+
+
+def html_response(status: int, html: str, headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+    base = {"Content-Type": "text/html; charset=utf-8", "Cache-Control": "no-store"}
+    return {"statusCode": status, "headers": {**base, **(headers or {})}, "body": html}
+
+
+def error_status(exc: BaseException) -> int:
+    """The status code for an error. Anything unexpected is a 500: a bug, logged with its stack trace."""
+    if isinstance(exc, AuthenticationError):
+        return 401
+    if isinstance(exc, UnsupportedMediaTypeError):
+        return 415
+    if isinstance(exc, PayloadTooLargeError):
+        return 413
+    if isinstance(exc, MalformedRequestError | InvalidPayloadError):
+        return 400
+    if isinstance(exc, DependencyUnavailableError):
+        return 503
+    if isinstance(exc, ConnectError):
+        if exc.reason is Reason.FORBIDDEN:
+            return 403
+        if exc.reason is Reason.NOT_FOUND:
+            return 404
+        if isinstance(exc, ConfigurationError):
+            return 500
+        return 502 if exc.reason in (Reason.GRANT_REJECTED, Reason.PRODUCT_ERROR) else 500
+    return 500
+
+
+def error_response(exc: BaseException) -> dict[str, Any]:
+    status = error_status(exc)
+    if status == 401:
+        return json_response(401, {"error": "unauthorized"}, {"WWW-Authenticate": "JWT"})
+    if status == 503:
+        return json_response(503, {"error": "service_unavailable"}, {"Retry-After": "5"})
+    if status >= 500:
+        return json_response(status, {"error": "internal_error" if status == 500 else "bad_gateway"})
+    reason = exc.reason.value if isinstance(exc, ConnectError) else "bad_request"
+    message = exc.args[0] if isinstance(exc, ConnectError) and exc.args else reason
+    return json_response(status, {"error": reason, "message": message})

@@ -1,0 +1,74 @@
+"""The objects one deployment needs, built once per container from the configuration contract (DESIGN.md).
+
+Everything is built on first use, not at import, so that a function's cold start pays only for what its requests
+need, and a misconfiguration surfaces as a :class:`ConfigurationError` on the first request (handlers fail closed).
+
+``APP_BASE_URL`` is the app's public base URL. A template cannot hand the API's own URL to the functions behind
+it (the API refers to the functions, so that would be a reference cycle); there the template stores the URL in an
+SSM parameter and passes its name as ``APP_BASE_URL_PARAMETER``, read once per container with Powertools
+Parameters. An explicit ``APP_BASE_URL`` (a custom domain, or the local stack) always wins.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from connect_lambda.config import AppSettings, required_env
+from connect_lambda.errors import ConfigurationError, DependencyUnavailableError
+from connect_lambda.install_keys import InstallKeyProvider
+from connect_lambda.signed_install import SignedInstallVerifier
+from connect_lambda.tenant_store import TenantStore
+from connect_lambda.tenant_token import TenantTokenVerifier
+
+
+def _base_url_from_parameter(name: str) -> str:
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only where the template uses it
+
+    try:
+        value = parameters.get_parameter(name, max_age=24 * 3600)
+    except parameters.exceptions.GetParameterError as exc:
+        raise DependencyUnavailableError("could not read the app base URL parameter") from exc
+    if not isinstance(value, str) or not value:
+        raise ConfigurationError(f"SSM parameter {name} is empty")
+    return value
+
+
+@functools.cache
+def settings() -> AppSettings:
+    env = dict(os.environ)
+    if not env.get("APP_BASE_URL", "").strip() and env.get("APP_BASE_URL_PARAMETER", "").strip():
+        env["APP_BASE_URL"] = _base_url_from_parameter(env["APP_BASE_URL_PARAMETER"].strip())
+    return AppSettings.from_env(env)
+
+
+@functools.cache
+def tenant_store() -> TenantStore:
+    return TenantStore(
+        table_name=required_env("TENANTS_TABLE"),
+        key_id=required_env("SECRETS_KEY_ID"),
+        app_key=settings().app_key,
+    )
+
+
+@functools.cache
+def tenant_verifier() -> TenantTokenVerifier:
+    config = settings()
+    return TenantTokenVerifier(tenant_store(), base_path=config.base_path, leeway_seconds=config.leeway_seconds)
+
+
+@functools.cache
+def install_verifier() -> SignedInstallVerifier:
+    config = settings()
+    return SignedInstallVerifier(
+        InstallKeyProvider(override_url=config.install_keys_url),
+        app_base_url=config.app_base_url,
+        base_path=config.base_path,
+        leeway_seconds=config.leeway_seconds,
+    )
+
+
+def reset() -> None:
+    """Forget everything built so far (tests change the environment between cases)."""
+    for cached in (settings, tenant_store, tenant_verifier, install_verifier):
+        cached.cache_clear()
