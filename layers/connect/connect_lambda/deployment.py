@@ -17,9 +17,12 @@ import os
 from connect_lambda.config import AppSettings, required_env
 from connect_lambda.errors import ConfigurationError, DependencyUnavailableError
 from connect_lambda.install_keys import InstallKeyProvider
+from connect_lambda.oauth import TokenExchange
+from connect_lambda.product import ProductClient
 from connect_lambda.signed_install import SignedInstallVerifier
 from connect_lambda.tenant_store import TenantStore
 from connect_lambda.tenant_token import TenantTokenVerifier
+from connect_lambda.token_cache import UserTokenCache
 
 
 def _base_url_from_parameter(name: str) -> str:
@@ -68,7 +71,25 @@ def install_verifier() -> SignedInstallVerifier:
     )
 
 
+@functools.cache
+def user_tokens() -> UserTokenCache:
+    config = settings()
+    return UserTokenCache(
+        table_name=required_env("TOKEN_CACHE_TABLE"),
+        key_id=required_env("SECRETS_KEY_ID"),
+        app_key=config.app_key,
+        exchange=TokenExchange(server_override=config.oauth_server_url),
+    )
+
+
+@functools.cache
+def product_client() -> ProductClient:
+    """The product client, with the user-token cache when this function is configured for one."""
+    tokens = user_tokens() if os.environ.get("TOKEN_CACHE_TABLE", "").strip() else None
+    return ProductClient(app_key=settings().app_key, tenants=tenant_store(), user_tokens=tokens)
+
+
 def reset() -> None:
     """Forget everything built so far (tests change the environment between cases)."""
-    for cached in (settings, tenant_store, tenant_verifier, install_verifier):
+    for cached in (settings, tenant_store, tenant_verifier, install_verifier, user_tokens, product_client):
         cached.cache_clear()

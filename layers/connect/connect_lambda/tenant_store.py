@@ -83,6 +83,7 @@ class Tenant:
     product_type: str | None
     event_order: int
     version: int
+    generation: int
     installed_at: int | None
     updated_at: int | None
     has_secret: bool
@@ -208,8 +209,15 @@ class TenantStore:
         state = TenantState(_s(item, "state") or TenantState.UNINSTALLED)
         ciphertext = item.get("secretCiphertext", {}).get("B")
         if state is TenantState.UNINSTALLED or not ciphertext:
-            return TenantKey(client_key=client_key, state=TenantState.UNINSTALLED)
-        return TenantKey(client_key=client_key, state=state, shared_secret=self._decrypt(client_key, ciphertext))
+            return TenantKey(client_key=client_key, state=TenantState.UNINSTALLED, base_url=_s(item, "baseUrl") or "")
+        return TenantKey(
+            client_key=client_key,
+            state=state,
+            shared_secret=self._decrypt(client_key, ciphertext),
+            base_url=_s(item, "baseUrl") or "",
+            oauth_client_id=_s(item, "oauthClientId"),
+            generation=_n(item, "generation") or 0,
+        )
 
     def get(self, client_key: str) -> Tenant | None:
         item = self._get_item(client_key)
@@ -224,6 +232,7 @@ class TenantStore:
             product_type=_s(item, "productType"),
             event_order=_n(item, "eventOrder") or 0,
             version=_n(item, "version") or 0,
+            generation=_n(item, "generation") or 0,
             installed_at=_n(item, "installedAt"),
             updated_at=_n(item, "updatedAt"),
             has_secret="secretCiphertext" in item,
@@ -284,7 +293,7 @@ class TenantStore:
             else:
                 sets.append(f"{attribute} = :{attribute}")
                 values[f":{attribute}"] = {"S": value}
-        expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)} ADD version :one"
+        expression = f"SET {', '.join(sets)} REMOVE {', '.join(removes)} ADD version :one, generation :one"
         # an install applies unless an event of a later second was applied (a reinstall may follow an uninstall
         # within the same second, so same-second precedence does not hold installs back)
         condition = "attribute_not_exists(clientKey) OR eventOrder <= :second"

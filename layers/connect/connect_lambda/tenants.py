@@ -20,11 +20,19 @@ class TenantState(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class TenantKey:
-    """A tenant's identity, lifecycle state and shared secret (UTF-8 bytes; ``None`` once uninstalled)."""
+    """A tenant's identity, lifecycle state and shared secret (UTF-8 bytes; ``None`` once uninstalled).
+
+    The other fields are what calling the tenant's product needs: its ``baseUrl``, the ``oauthClientId`` for user
+    impersonation, and a generation that changes with every install, so that anything derived from the old
+    credentials (cached user tokens) can tell it is stale.
+    """
 
     client_key: str
     state: TenantState
     shared_secret: bytes | None = field(default=None, repr=False)
+    base_url: str = ""
+    oauth_client_id: str | None = None
+    generation: int = 0
 
 
 class TenantKeyLookup(Protocol):

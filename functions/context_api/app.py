@@ -1,0 +1,52 @@
+"""Sample context-token API, ``GET /api/myself``: the app's front end calls it with ``AP.context.getToken()``.
+
+It calls the product *as the calling user* (user impersonation with a cached bearer token) and returns what the
+product says about them. The token proves who the user is; the route is declared for context tokens only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from connect_apigw.observability import make_logger
+from connect_apigw.requests import caller_identity
+from connect_apigw.responses import error_response, error_status, json_response
+from connect_lambda import deployment
+from connect_lambda.errors import ConnectError, Reason
+
+logger = make_logger("connect-context-api")
+
+MYSELF_FIELDS = ("accountId", "displayName", "accountType", "active", "timeZone", "locale")
+
+
+def handle(event: dict[str, Any]) -> dict[str, Any]:
+    try:
+        caller = caller_identity(event)
+        if not caller.account_id:
+            raise ConnectError("this API acts as a user; the token carries none", Reason.FORBIDDEN)
+        logger.append_keys(clientKey=caller.client_key)
+        product = deployment.product_client().as_user(caller.client_key, caller.account_id, scopes=("READ",))
+        response = product.get("/rest/api/3/myself")
+        if response.status_code != 200:
+            logger.warning("product answered", extra={"status": response.status_code})
+            return json_response(502, {"error": "bad_gateway", "productStatus": response.status_code})
+        myself = response.json()
+        return json_response(200, {key: myself.get(key) for key in MYSELF_FIELDS if key in myself})
+    except ConnectError as exc:
+        status = error_status(exc)
+        (logger.error if status >= 500 else logger.warning)(
+            "context API refused", extra={"status": status, "reason": exc.reason.value, "error": str(exc)}
+        )
+        return error_response(exc)
+    except ValueError as exc:
+        logger.warning("product answer is not JSON")
+        return error_response(ConnectError(str(exc), Reason.PRODUCT_ERROR))
+    except Exception as exc:
+        logger.exception("context API failed unexpectedly")
+        return error_response(exc)
+
+
+@logger.inject_lambda_context(clear_state=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return handle(event)
