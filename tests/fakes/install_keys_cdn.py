@@ -104,6 +104,12 @@ class FakeInstallKeysCdn:
     def serve_redirect(self, path: str, location: str) -> None:
         self.serve(path, Answer(status=302, location=location))
 
+    def reset(self) -> None:
+        """Forget every answer and every recorded path (for a server shared by the tests of a module)."""
+        with self._lock:
+            self._answers.clear()
+            self._paths.clear()
+
     # what was asked ----------------------------------------------------------------------------------------------
 
     @property

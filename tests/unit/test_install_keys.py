@@ -21,10 +21,16 @@ KID = "install-key-2024-01"
 TIMEOUT = 0.2  # seconds; the slow-CDN cases sleep just longer than this
 
 
-@pytest.fixture
-def cdn():
+@pytest.fixture(scope="module")
+def cdn_server():
     with FakeInstallKeysCdn() as server:
         yield server
+
+
+@pytest.fixture
+def cdn(cdn_server):
+    cdn_server.reset()
+    return cdn_server
 
 
 @pytest.fixture

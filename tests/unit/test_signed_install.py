@@ -42,11 +42,17 @@ TIMEOUT = 0.2
 KEY_PATH = f"/{INSTALL_KID}"
 
 
-@pytest.fixture
-def cdn():
+@pytest.fixture(scope="module")
+def cdn_server():
     with FakeInstallKeysCdn() as server:
-        server.serve_key(KEY_PATH, public_pem(rsa_private_key()))
         yield server
+
+
+@pytest.fixture
+def cdn(cdn_server):
+    cdn_server.reset()
+    cdn_server.serve_key(KEY_PATH, public_pem(rsa_private_key()))
+    return cdn_server
 
 
 @pytest.fixture
