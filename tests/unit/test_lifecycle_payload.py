@@ -292,6 +292,7 @@ def test_free_text_with_control_characters_is_refused(field, bad):
         "https://acme.atlassian.net\t",
         "https://acme.atlassian.net/wi\nki",
         "https://acme.atlassian.net/\x00",
+        "https://acme.atlassian.net/wiki\x7f",
     ],
     ids=repr,
 )
