@@ -53,8 +53,16 @@ class HttpRequest:
 
 
 def lower_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
-    """API Gateway lower-cases header names; sam local keeps the client's case. Read them the same way."""
-    return {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+    """API Gateway lower-cases header names; sam local keeps the client's case. Read them the same way.
+
+    Names that differ only in case are joined with a comma, as API Gateway joins repeated headers, so that two
+    Authorization headers can never be silently reduced to one.
+    """
+    lowered: dict[str, str] = {}
+    for key, value in (headers or {}).items():
+        name = str(key).lower()
+        lowered[name] = f"{lowered[name]},{value}" if name in lowered else str(value)
+    return lowered
 
 
 def http_request(event: Mapping[str, Any], *, max_body_bytes: int = MAX_BODY_BYTES) -> HttpRequest:

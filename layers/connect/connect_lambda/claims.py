@@ -19,9 +19,15 @@ def numeric_date(claims: dict[str, Any], name: str, missing: Reason | None) -> f
         if missing is not None:
             raise AuthenticationError(f"token has no '{name}' claim", missing)
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise AuthenticationError(f"token '{name}' claim is not a NumericDate", Reason.BAD_TIME_CLAIM)
-    return float(value)
+    try:
+        number = float(value)  # an integer beyond a float's range overflows here
+    except OverflowError as exc:
+        raise AuthenticationError(f"token '{name}' claim is out of range", Reason.BAD_TIME_CLAIM) from exc
+    if not math.isfinite(number):
+        raise AuthenticationError(f"token '{name}' claim is not a NumericDate", Reason.BAD_TIME_CLAIM)
+    return number
 
 
 def check_time_claims(claims: dict[str, Any], *, now: float, leeway: int, require_iat: bool = True) -> None:

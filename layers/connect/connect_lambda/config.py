@@ -7,6 +7,7 @@ clear message instead of authenticating wrongly. No setting can turn authenticat
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -16,7 +17,7 @@ from connect_lambda.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, HostPattern, pars
 
 DEFAULT_LEEWAY_SECONDS = 30
 MAX_LEEWAY_SECONDS = 60
-_APP_KEY_MAX = 64  # Connect limits app keys to 64 characters
+_APP_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")  # Connect's rule for app keys
 
 
 def _require(env: Mapping[str, str], name: str) -> str:
@@ -71,7 +72,7 @@ class AppSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
         env = os.environ if env is None else env
         app_key = _require(env, "APP_KEY")
-        if len(app_key) > _APP_KEY_MAX or not all(c.isalnum() or c in "-._" for c in app_key):
+        if not _APP_KEY.fullmatch(app_key):
             raise ConfigurationError("APP_KEY must be at most 64 characters of letters, digits, '-', '.', '_'")
         base_url = _http_url("APP_BASE_URL", _require(env, "APP_BASE_URL"))
         return cls(

@@ -36,14 +36,14 @@ class ExtractedToken:
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is not None:
-        return value
-    lowered = name.lower()
+    """The header's value, whatever the case of its name; two different values are two tokens."""
+    found: str | None = None
     for key, candidate in headers.items():
-        if key.lower() == lowered:
-            return candidate
-    return None
+        if key.lower() == name:
+            if found is not None and candidate != found:
+                raise AuthenticationError("request carries more than one Authorization header", Reason.MULTIPLE_TOKENS)
+            found = candidate
+    return found
 
 
 def _from_header(headers: Mapping[str, str]) -> str | None:

@@ -36,9 +36,10 @@ class _Field:
 _CLIENT_KEY = _Field("clientKey", 256, ascii_token=True)
 _SHARED_SECRET = _Field("sharedSecret", 512, min_length=16, ascii_token=True)
 _KEY = _Field("key", 64, ascii_token=True)
-_BASE_URL = _Field("baseUrl", 512)
+# URLs: printable ASCII only (IDN hosts arrive as punycode); urlsplit would silently drop tabs and newlines
+_BASE_URL = _Field("baseUrl", 512, ascii_token=True)
 _OPTIONAL: tuple[_Field, ...] = (
-    _Field("displayUrl", 512),
+    _Field("displayUrl", 512, ascii_token=True),
     _Field("productType", 64),
     _Field("description", 1024, min_length=0),
     _Field("serviceEntitlementNumber", 128),

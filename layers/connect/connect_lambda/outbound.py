@@ -27,6 +27,14 @@ def tenant_base_path(tenant_base_url: str) -> str:
     return urlsplit(tenant_base_url).path.rstrip("/")
 
 
+def _check_under_base(url: str, tenant_base_url: str) -> None:
+    target, base = urlsplit(url), urlsplit(tenant_base_url)
+    same_origin = (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)
+    base_path = base.path.rstrip("/")
+    if not same_origin or not (target.path == base_path or target.path.startswith(base_path + "/")):
+        raise ValueError("refusing to sign a URL outside the tenant's baseUrl")
+
+
 def product_url(tenant_base_url: str, path_and_query: str) -> str:
     """The wire URL of a product REST path: the tenant ``baseUrl`` (with ``/wiki`` if any) plus the path."""
     if not path_and_query.startswith("/"):
@@ -45,7 +53,13 @@ class AppSigner:
     lifetime_seconds: int = REQUEST_TOKEN_LIFETIME_SECONDS
 
     def request_token(self, method: str, url: str, *, now: float | None = None) -> str:
-        """An HS256 JWT for exactly ``method url`` (the wire URL, absolute or a path with query)."""
+        """An HS256 JWT for exactly ``method url`` (the wire URL, absolute or a path with query).
+
+        An absolute URL must lie under the tenant's ``baseUrl``: the qsh covers only the path, so a token made
+        for another host could be replayed against this tenant.
+        """
+        if "://" in url:
+            _check_under_base(url, self.tenant_base_url)
         issued = int(time.time() if now is None else now)
         claims = {
             "iss": self.app_key,
