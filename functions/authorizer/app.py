@@ -43,7 +43,7 @@ def authorize(event: dict[str, Any]) -> dict[str, Any]:
     if policy is None:
         return _deny("unknown_route", route_key)
     try:
-        request = http_request(event, max_body_bytes=0)
+        request = http_request(event, read_body=False)
         token = extract_token(request.headers, request.raw_query)
         verified = deployment.tenant_verifier().verify(
             token.token, request.target, accept=policy.kind, allow_disabled_tenant=policy.allow_disabled_tenant

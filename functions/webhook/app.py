@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -38,7 +39,12 @@ def process(delivery: dict[str, Any]) -> dict[str, Any]:
     """The app's work for one delivery. Runs once per (tenant, webhook identifier)."""
     logger.info("webhook received", extra={"event": delivery["event"], "webhookEvent": delivery["webhookEvent"]})
     metrics.add_metric(name="WebhooksProcessed", unit=MetricUnit.Count, value=1)
-    return {"event": delivery["event"], "webhookEvent": delivery["webhookEvent"], "processed": True}
+    # the time of processing is part of the answer: a retried delivery gets the very same answer back
+    return {
+        "event": delivery["event"],
+        "webhookEvent": delivery["webhookEvent"],
+        "processedAt": int(time.time() * 1000),
+    }
 
 
 @functools.cache

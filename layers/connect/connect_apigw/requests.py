@@ -65,8 +65,13 @@ def lower_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
     return lowered
 
 
-def http_request(event: Mapping[str, Any], *, max_body_bytes: int = MAX_BODY_BYTES) -> HttpRequest:
-    """An :class:`HttpRequest` from a payload 2.0 event; malformed events are client errors, never crashes."""
+def http_request(
+    event: Mapping[str, Any], *, max_body_bytes: int = MAX_BODY_BYTES, read_body: bool = True
+) -> HttpRequest:
+    """An :class:`HttpRequest` from a payload 2.0 event; malformed events are client errors, never crashes.
+
+    Authorizers pass ``read_body=False``: API Gateway sends them no body (sam local does), and they never need one.
+    """
     if not isinstance(event, Mapping):
         raise MalformedRequestError("event is not an object")
     context = event.get("requestContext") or {}
@@ -76,7 +81,7 @@ def http_request(event: Mapping[str, Any], *, max_body_bytes: int = MAX_BODY_BYT
     raw_query = event.get("rawQueryString") or ""
     if not isinstance(method, str) or not isinstance(raw_path, str) or not isinstance(raw_query, str):
         raise MalformedRequestError("event is not an HTTP API 2.0 request")
-    body_text = event.get("body") or ""
+    body_text = (event.get("body") or "") if read_body else ""
     if not isinstance(body_text, str):
         raise MalformedRequestError("event body is not a string")
     if len(body_text) > max_body_bytes * 4 // 3 + 4:

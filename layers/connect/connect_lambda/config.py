@@ -52,6 +52,27 @@ def parse_leeway(text: str | None) -> int:
     return value
 
 
+DEFAULT_TENANT_CACHE_SECONDS = 60
+MAX_TENANT_CACHE_SECONDS = 300
+
+
+def parse_tenant_cache_seconds(text: str | None) -> int:
+    """How long a container trusts its cached copy of a tenant (secret and state), 0 to 300 seconds.
+
+    It bounds how long a disable or uninstall takes to reach every warm container; a reinstall's new secret is
+    picked up at once regardless (the verifier re-reads a tenant before refusing one of its tokens).
+    """
+    if text is None or not text.strip():
+        return DEFAULT_TENANT_CACHE_SECONDS
+    try:
+        value = int(text.strip())
+    except ValueError as exc:
+        raise ConfigurationError("TENANT_CACHE_SECONDS must be an integer") from exc
+    if not 0 <= value <= MAX_TENANT_CACHE_SECONDS:
+        raise ConfigurationError(f"TENANT_CACHE_SECONDS must be between 0 and {MAX_TENANT_CACHE_SECONDS}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class AppSettings:
     """What every function needs to authenticate: who the app is, where it lives, whom it trusts."""
@@ -62,6 +83,7 @@ class AppSettings:
     allowed_tenant_hosts: tuple[HostPattern, ...]
     install_keys_url: str | None
     oauth_server_url: str | None
+    tenant_cache_seconds: int = DEFAULT_TENANT_CACHE_SECONDS
 
     @property
     def base_path(self) -> str:
@@ -84,6 +106,7 @@ class AppSettings:
             ),
             install_keys_url=_optional_url(env, "INSTALL_KEYS_URL"),
             oauth_server_url=_optional_url(env, "OAUTH_SERVER_URL"),
+            tenant_cache_seconds=parse_tenant_cache_seconds(env.get("TENANT_CACHE_SECONDS")),
         )
 
 

@@ -51,6 +51,7 @@ def tenant_store() -> TenantStore:
         table_name=required_env("TENANTS_TABLE"),
         key_id=required_env("SECRETS_KEY_ID"),
         app_key=settings().app_key,
+        cache_seconds=settings().tenant_cache_seconds,
     )
 
 

@@ -1,0 +1,201 @@
+"""The sample events under events/, in the shapes API Gateway (HTTP API, payload 2.0) and EventBridge send.
+
+``python -m devstack resign-events`` rewrites them for the current time, signed for the local test tenant and
+the local install key, so that ``sam local invoke -e events/<file>`` works on any day (with the local stack's
+embedded AWS and simulated Atlassian running: ``make run``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from devstack.config import API_PORT, LOCAL_TENANT, ROOT
+from devstack.product_side import install_token, lifecycle_body, tenant_token
+
+EVENTS = ROOT / "events"
+ACCOUNT = "123456789012"
+API_ID = "local"
+PAGE_QUERY = (
+    "xdm_e=http%3A%2F%2Fhost.docker.internal%3A8091&xdm_c=channel-hello-page&cp="
+    "&xdm_deprecated_addon_key_do_not_use=connect-lambda-local&lic=none&cv=1001.0.0"
+)
+WEBHOOK_ID = "5f0d1c0e-1d2b-4f5a-9a3b-0c1d2e3f4a5b"
+
+
+def _request_context(method: str, path: str, route_key: str, now: float) -> dict[str, Any]:
+    return {
+        "accountId": ACCOUNT,
+        "apiId": API_ID,
+        "domainName": f"127.0.0.1:{API_PORT}",
+        "domainPrefix": "127",
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "203.0.113.10",
+            "userAgent": "Atlassian HttpClient 4.0.0 / Jira-100252",
+        },
+        "requestId": uuid.uuid4().hex[:16],
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(now)),
+        "timeEpoch": int(now * 1000),
+    }
+
+
+def http_event(
+    route_key: str,
+    target: str,
+    *,
+    now: float,
+    headers: dict[str, str] | None = None,
+    body: str | None = None,
+    path_parameters: dict[str, str] | None = None,
+    authorizer: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A payload 2.0 event for a Lambda integration; ``authorizer`` is the context the authorizer returned."""
+    method = route_key.split(" ", 1)[0]
+    parts = urlsplit(target)
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": parts.path,
+        "rawQueryString": parts.query,
+        "headers": {
+            "accept": "application/json",
+            "host": f"127.0.0.1:{API_PORT}",
+            "user-agent": "Atlassian HttpClient 4.0.0 / Jira-100252",
+            "x-forwarded-for": "203.0.113.10",
+            "x-forwarded-port": str(API_PORT),
+            "x-forwarded-proto": "http",
+            **{k.lower(): v for k, v in (headers or {}).items()},
+        },
+        "requestContext": _request_context(method, parts.path, route_key, now),
+        "isBase64Encoded": False,
+    }
+    if parts.query:
+        event["queryStringParameters"] = dict(p.partition("=")[::2] for p in parts.query.split("&"))
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    if body is not None:
+        event["body"] = body
+        event["headers"]["content-length"] = str(len(body.encode()))
+    if authorizer is not None:
+        event["requestContext"]["authorizer"] = {"lambda": authorizer}
+    return event
+
+
+def authorizer_event(
+    route_key: str, target: str, *, now: float, headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    """A REQUEST authorizer event, payload 2.0 (no identity sources, so ``identitySource`` is empty)."""
+    event = http_event(route_key, target, now=now, headers=headers)
+    method, path = route_key.split(" ", 1)
+    event.pop("isBase64Encoded", None)
+    return {
+        "version": "2.0",
+        "type": "REQUEST",
+        "routeArn": f"arn:aws:execute-api:us-east-1:{ACCOUNT}:{API_ID}/$default/{method}{path}",
+        "identitySource": [],
+        **event,
+    }
+
+
+def _context(kind: str, now: float, user: bool = True) -> dict[str, Any]:
+    return {
+        "clientKey": LOCAL_TENANT.client_key,
+        "accountId": LOCAL_TENANT.account_id if user else "",
+        "tokenKind": kind,
+        "issuedAt": int(now),
+        "transport": "header",
+    }
+
+
+def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
+    now = time.time() if now is None else now
+    json_headers = {"content-type": "application/json"}
+    events: dict[str, dict[str, Any]] = {}
+    events["descriptor.json"] = http_event("GET /atlassian-connect.json", "/atlassian-connect.json", now=now)
+    for name in ("installed", "uninstalled"):
+        events[f"lifecycle-{name}.json"] = http_event(
+            f"POST /{name}",
+            f"/{name}",
+            now=now,
+            headers={**json_headers, "authorization": "JWT " + install_token(f"/{name}", now=now)},
+            body=json.dumps(lifecycle_body(name)),
+        )
+    for name in ("enabled", "disabled"):
+        token = tenant_token("POST", f"/{name}", now=now, user=False)
+        events[f"authorizer-{name}.json"] = authorizer_event(
+            f"POST /{name}", f"/{name}", now=now, headers={**json_headers, "authorization": "JWT " + token}
+        )
+        events[f"lifecycle-{name}.json"] = http_event(
+            f"POST /{name}",
+            f"/{name}",
+            now=now,
+            headers=json_headers,
+            body=json.dumps(lifecycle_body(name)),
+            authorizer=_context("qsh", now, user=False),
+        )
+    webhook_path = "/webhooks/jira-issue-created"
+    webhook_headers = {
+        **json_headers,
+        "x-atlassian-webhook-identifier": WEBHOOK_ID,
+        "authorization": "JWT " + tenant_token("POST", webhook_path, now=now, user=False),
+    }
+    webhook_body = json.dumps(
+        {"timestamp": int(now * 1000), "webhookEvent": "jira:issue_created", "issue": {"id": "10001", "key": "DEMO-1"}}
+    )
+    events["authorizer-webhook.json"] = authorizer_event(
+        "POST /webhooks/{event}", webhook_path, now=now, headers=webhook_headers
+    )
+    events["webhook.json"] = http_event(
+        "POST /webhooks/{event}",
+        webhook_path,
+        now=now,
+        headers={k: v for k, v in webhook_headers.items() if k != "authorization"},
+        body=webhook_body,
+        path_parameters={"event": "jira-issue-created"},
+        authorizer=_context("qsh", now, user=False),
+    )
+    page_token = tenant_token("GET", f"/pages/hello?{PAGE_QUERY}", now=now)
+    events["authorizer-page.json"] = authorizer_event(
+        "GET /pages/hello", f"/pages/hello?{PAGE_QUERY}&jwt={page_token}", now=now
+    )
+    events["page.json"] = http_event(
+        "GET /pages/hello", f"/pages/hello?{PAGE_QUERY}", now=now, authorizer=_context("qsh", now)
+    )
+    context_token = tenant_token("GET", "/api/myself", now=now, context=True)
+    events["authorizer-context-api.json"] = authorizer_event(
+        "GET /api/myself", "/api/myself", now=now, headers={"authorization": "JWT " + context_token}
+    )
+    events["context-api.json"] = http_event(
+        "GET /api/myself", "/api/myself", now=now, authorizer=_context("context", now)
+    )
+    events["token-refresher.json"] = {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": "Scheduled Event",
+        "source": "aws.events",
+        "account": ACCOUNT,
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now)),
+        "region": "us-east-1",
+        "resources": [f"arn:aws:events:us-east-1:{ACCOUNT}:rule/connect-lambda-TokenRefresherEvery5Minutes"],
+        "detail": {},
+    }
+    return events
+
+
+def write_events(directory: Path = EVENTS, now: float | None = None) -> list[Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, event in sorted(build_events(now).items()):
+        path = directory / name
+        path.write_text(json.dumps(event, indent=2) + "\n")
+        written.append(path)
+    return written
