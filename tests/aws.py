@@ -1,0 +1,238 @@
+"""moto-backed AWS for the integration tests: an isolated environment, a KMS key, the tenants table, a TenantStore.
+
+The tenants table is created from the ``TenantsTable`` properties in template.yaml (attributes, key schema, the
+``baseUrl-index`` GSI, billing mode, SSE with the customer key, TTL on ``expiresAt``), so the tests run against
+the schema that is deployed, not a copy of it.
+
+moto applies a conditional UpdateItem as read, check, write without a lock, so two threads can interleave between
+the check and the write. DynamoDB does not allow that (single-item writes are atomic and serialised);
+:func:`atomic_item_writes` makes moto behave the same, so concurrency tests test the store, not moto.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from functools import cache, wraps
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from botocore.client import BaseClient
+from connect_lambda.tenant_store import TenantStore
+
+from tests.factories import APP_KEY
+
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
+REGION = "us-east-1"
+
+# Everything that could point boto3 at a real account, a real endpoint or a profile is replaced or removed.
+AWS_ENV = {
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SECURITY_TOKEN": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+}
+AWS_ENV_REMOVED = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_DYNAMODB",
+    "AWS_ENDPOINT_URL_KMS",
+    "AWS_ENDPOINT_URL_SSM",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+)
+
+
+# --- template.yaml ----------------------------------------------------------------------------------------------
+
+
+class _CfnLoader(yaml.SafeLoader):
+    """A SafeLoader for CloudFormation short tags: ``!Ref x`` → ``{"Ref": x}``, ``!Sub s`` → ``{"Fn::Sub": s}``."""
+
+
+def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    if isinstance(node, yaml.ScalarNode):
+        value: Any = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+    if suffix == "Ref":
+        return {"Ref": value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+_CfnLoader.add_multi_constructor("!", _short_tag)
+
+
+@cache
+def _parsed_template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+
+
+def load_template() -> dict[str, Any]:
+    """template.yaml as plain data (a fresh copy on every call, so callers may change it)."""
+    return copy.deepcopy(_parsed_template())
+
+
+def tenants_table_properties() -> dict[str, Any]:
+    return load_template()["Resources"]["TenantsTable"]["Properties"]
+
+
+# --- environment and resources ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def aws_environment() -> Iterator[None]:
+    """Fake credentials and a region; nothing that could reach a real account or a configured endpoint."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in AWS_ENV_REMOVED:
+            patch.delenv(name, raising=False)
+        for name, value in AWS_ENV.items():
+            patch.setenv(name, value)
+        yield
+
+
+def create_secrets_key(kms: BaseClient) -> str:
+    """A symmetric customer-managed key like template.yaml's SecretsKey (rotation on); returns its ARN."""
+    metadata = kms.create_key(Description="test secrets key", KeySpec="SYMMETRIC_DEFAULT", KeyUsage="ENCRYPT_DECRYPT")[
+        "KeyMetadata"
+    ]
+    kms.enable_key_rotation(KeyId=metadata["KeyId"])
+    return metadata["Arn"]
+
+
+def create_tenants_table(dynamodb: BaseClient, key_arn: str, name: str | None = None) -> str:
+    """The tenants table, from template.yaml's TenantsTable properties; returns its name."""
+    props = tenants_table_properties()
+    name = name or f"tenants-{uuid.uuid4().hex[:12]}"
+    sse = dict(props["SSESpecification"])
+    sse.pop(
+        "SSEType", None
+    )  # CreateTable's SSESpecification names it SSEType too, but moto wants Enabled/KMSMasterKeyId
+    request: dict[str, Any] = {
+        "TableName": name,
+        "BillingMode": props["BillingMode"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "KeySchema": props["KeySchema"],
+        "GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"],
+        "SSESpecification": {"Enabled": sse["SSEEnabled"], "SSEType": "KMS", "KMSMasterKeyId": key_arn},
+    }
+    dynamodb.create_table(**request)
+    ttl = props["TimeToLiveSpecification"]
+    dynamodb.update_time_to_live(
+        TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]}
+    )
+    pitr = props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
+    dynamodb.update_continuous_backups(
+        TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": pitr}
+    )
+    return name
+
+
+@contextlib.contextmanager
+def atomic_item_writes() -> Iterator[None]:
+    """Serialise moto's DynamoDB writes, as DynamoDB serialises writes to one item (see the module docstring)."""
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+
+    lock = threading.RLock()
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ("update_item", "put_item", "delete_item", "get_item"):
+            original = getattr(DynamoDBBackend, name)
+
+            def locked(*args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
+                with lock:
+                    return _original(*args, **kwargs)
+
+            patch.setattr(DynamoDBBackend, name, wraps(original)(locked))
+        yield
+
+
+# --- counting calls ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class CallCounter:
+    """Counts API calls made through the given clients, by ``service.Operation`` (botocore ``before-call`` events)."""
+
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def watch(self, *clients: BaseClient) -> CallCounter:
+        for client in clients:
+            client.meta.events.register("before-call", self._seen)
+        return self
+
+    def _seen(self, event_name: str, **_: Any) -> None:
+        # event_name is "before-call.<service>.<Operation>"
+        _, service, operation = event_name.split(".", 2)
+        self.calls[f"{service}.{operation}"] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self.calls.values())
+
+    def reset(self) -> None:
+        self.calls.clear()
+
+
+# --- one test's AWS -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class AwsWorld:
+    """A fresh KMS key and tenants table in the running moto mock, and the clients that reach them."""
+
+    dynamodb: BaseClient
+    kms: BaseClient
+    key_arn: str
+    table: str
+
+    @classmethod
+    def create(cls, key_arn: str | None = None) -> AwsWorld:
+        """A new table (and clients); a new key unless ``key_arn`` is given (moto makes keys slowly)."""
+        dynamodb = boto3.client("dynamodb", region_name=REGION)
+        kms = boto3.client("kms", region_name=REGION)
+        key_arn = key_arn or create_secrets_key(kms)
+        return cls(dynamodb=dynamodb, kms=kms, key_arn=key_arn, table=create_tenants_table(dynamodb, key_arn))
+
+    def store(self, *, app_key: str = APP_KEY, dynamodb: Any = None, kms: Any = None, **kwargs: Any) -> TenantStore:
+        return TenantStore(
+            table_name=self.table,
+            key_id=self.key_arn,
+            app_key=app_key,
+            dynamodb=dynamodb or self.dynamodb,
+            kms=kms or self.kms,
+            **kwargs,
+        )
+
+    def items(self) -> list[dict[str, Any]]:
+        """Every raw item of the table (a consistent scan)."""
+        return self.dynamodb.scan(TableName=self.table, ConsistentRead=True)["Items"]
+
+    def item(self, client_key: str) -> dict[str, Any] | None:
+        response = self.dynamodb.get_item(
+            TableName=self.table, Key={"clientKey": {"S": client_key}}, ConsistentRead=True
+        )
+        return response.get("Item")
+
+    def put_raw(self, item: dict[str, Any]) -> None:
+        self.dynamodb.put_item(TableName=self.table, Item=item)
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The variables template.yaml gives the functions for these resources."""
+        return {"TENANTS_TABLE": self.table, "SECRETS_KEY_ID": self.key_arn}
