@@ -1,0 +1,333 @@
+"""template.yaml: the functions exist and import, the routes behind the authorizer are exactly the authorizer's
+route table, the authorizer is configured as the design requires, IAM is minimal, the data is protected, and
+cfn-lint passes."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode.cfn_yaml import loads as cfn_loads
+from connect_lambda import deployment
+from connect_lambda.descriptor import LIFECYCLE_PATHS
+from connect_lambda.tenant_store import BASE_URL_INDEX
+
+from tests.lambdas import function_env, load_function
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_PATH = ROOT / "template.yaml"
+PUBLIC_ROUTES = {"POST /installed", "POST /uninstalled", "GET /atlassian-connect.json"}
+TABLE_ARN = {"Fn::GetAtt": ["TenantsTable", "Arn"]}
+KEY_ARN = {"Fn::GetAtt": ["SecretsKey", "Arn"]}
+BASE_URL_PARAMETER_ARN = {
+    "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/${AWS::StackName}/app-base-url"
+}
+
+
+@cache
+def _template() -> dict[str, Any]:
+    # cfn-lint's loader understands the short tags (!Ref, !Sub, !GetAtt, !If); JSON round trip to plain data
+    return json.loads(json.dumps(cfn_loads(TEMPLATE_PATH.read_text(encoding="utf-8"))))
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return _template()
+
+
+def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == kind}
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return resources(template, "AWS::Serverless::Function")
+
+
+def function_dir(resource: dict[str, Any]) -> Path:
+    return ROOT / resource["Properties"]["CodeUri"]
+
+
+def http_routes(template: dict[str, Any]) -> Iterator[tuple[str, str, bool]]:
+    """(function logical id, route key ``METHOD /path``, behind the authorizer?) for every HttpApi event."""
+    for name, resource in functions(template).items():
+        for event in (resource["Properties"].get("Events") or {}).values():
+            if event["Type"] != "HttpApi":
+                continue
+            props = event["Properties"]
+            assert props.get("ApiId") == {"Ref": "ConnectApi"}, f"{name}: route on another API"
+            authorizer = (props.get("Auth") or {}).get("Authorizer")
+            yield name, f"{props['Method'].upper()} {props['Path']}", authorizer != "NONE"
+
+
+def statements(resource: dict[str, Any]) -> Iterator[tuple[dict[str, Any], str | None]]:
+    """Every IAM statement of a function's Policies, with the condition it depends on (``None``: always)."""
+
+    def walk(policy: Any, condition: str | None) -> Iterator[tuple[dict[str, Any], str | None]]:
+        if policy == {"Ref": "AWS::NoValue"}:
+            return
+        if isinstance(policy, dict) and "Fn::If" in policy:
+            name, when_true, when_false = policy["Fn::If"]
+            yield from walk(when_true, name)
+            yield from walk(when_false, f"!{name}")
+            return
+        assert isinstance(policy, dict), f"only inline statements (no managed policies or templates): {policy!r}"
+        assert set(policy) == {"Statement"}, f"only inline statements (no managed policies or templates): {policy!r}"
+        for statement in policy["Statement"]:
+            yield statement, condition
+
+    for policy in resource["Properties"].get("Policies") or []:
+        yield from walk(policy, None)
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def grants(resource: dict[str, Any]) -> set[tuple[str, str, str | None]]:
+    """(action, resource as JSON, condition) for every allowed action."""
+    found = set()
+    for statement, condition in statements(resource):
+        assert statement["Effect"] == "Allow"
+        assert "NotAction" not in statement
+        assert "NotResource" not in statement
+        for action in as_list(statement["Action"]):
+            for target in as_list(statement["Resource"]):
+                found.add((action, json.dumps(target, sort_keys=True), condition))
+    return found
+
+
+def res(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+SSM_GRANT = ("ssm:GetParameter", res(BASE_URL_PARAMETER_ARN), "UsesBaseUrlParameter")
+
+
+# --- functions ------------------------------------------------------------------------------------------------------
+
+
+def test_every_function_has_an_app_with_a_handler_that_imports(template, monkeypatch):
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Runtime"] == "python3.13"
+    assert functions(template)
+    for name, resource in functions(template).items():
+        props = resource["Properties"]
+        handler = props.get("Handler", globals_["Handler"])
+        module_name, _, attribute = handler.partition(".")
+        assert module_name == "app", name
+        directory = function_dir(resource)
+        assert (directory / "app.py").is_file(), f"{name}: {directory}/app.py is missing"
+        module = load_function(directory.name, monkeypatch)
+        assert callable(getattr(module, attribute, None)), f"{name}: app.{attribute} is not callable"
+    deployment.reset()
+
+
+def test_the_test_environment_covers_every_variable_the_template_gives_the_functions(template):
+    variables = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    assert variables - set(function_env()) == set(), "tests/lambdas.py function_env() lacks these"
+
+
+def test_every_function_uses_the_layer_and_the_architecture_parameter(template):
+    globals_ = template["Globals"]["Function"]
+    assert globals_["Layers"] == [{"Ref": "ConnectLayer"}]
+    assert globals_["Architectures"] == [{"Ref": "Architecture"}]
+    for name, resource in functions(template).items():
+        assert "Layers" not in resource["Properties"], name
+        assert "Architectures" not in resource["Properties"], name
+
+
+# --- routes ---------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def authorizer_routes() -> dict[str, Any]:
+    with pytest.MonkeyPatch.context() as patch:
+        module = load_function("authorizer", patch)
+    deployment.reset()
+    return module.ROUTES
+
+
+def test_routes_behind_the_authorizer_are_exactly_the_authorizer_route_table(template, authorizer_routes):
+    authorized = {route for _, route, behind in http_routes(template) if behind}
+    assert authorized - set(authorizer_routes) == set(), "template routes the authorizer would deny"
+    assert set(authorizer_routes) - authorized == set(), "route table entries the template does not declare"
+
+
+def test_only_installed_uninstalled_and_the_descriptor_bypass_the_authorizer(template):
+    public = {route for _, route, behind in http_routes(template) if not behind}
+    assert public == PUBLIC_ROUTES
+
+
+def test_route_keys_are_unique(template):
+    keys = [route for _, route, _ in http_routes(template)]
+    assert len(keys) == len(set(keys))
+
+
+def test_the_lifecycle_function_serves_exactly_its_route_table(template, monkeypatch):
+    lifecycle = load_function("lifecycle", monkeypatch)
+    deployment.reset()
+    declared = {route for name, route, _ in http_routes(template) if name == "LifecycleFunction"}
+    assert declared == set(lifecycle.ROUTES)
+    assert declared == {f"POST {path}" for path in LIFECYCLE_PATHS.values()}
+
+
+def _matches(route_path: str, url_path: str) -> bool:
+    pattern = "^" + re.sub(r"\\\{[^}/]+\\\}", "[^/]+", re.escape(route_path)) + "$"
+    return re.match(pattern, url_path) is not None
+
+
+def test_every_descriptor_module_url_is_an_authorized_route(template, monkeypatch):
+    descriptor = load_function("descriptor", monkeypatch)
+    deployment.reset()
+    authorized = [route.split(" ", 1) for _, route, behind in http_routes(template) if behind]
+    expected_method = {"webhooks": "POST", "generalPages": "GET"}
+    for kind, modules in descriptor.MODULES.items():
+        for module in modules:
+            path = module["url"].split("?", 1)[0]
+            method = expected_method.get(kind, "GET")
+            assert any(m == method and _matches(p, path) for m, p in authorized), f"{kind}: {path}"
+
+
+# --- the authorizer -------------------------------------------------------------------------------------------------
+
+
+def test_the_authorizer_is_a_request_lambda_authorizer_with_payload_2_simple_responses_and_no_caching(template):
+    auth = template["Resources"]["ConnectApi"]["Properties"]["Auth"]
+    assert auth["DefaultAuthorizer"] == "ConnectAuthorizer"
+    assert set(auth["Authorizers"]) == {"ConnectAuthorizer"}
+    authorizer = auth["Authorizers"]["ConnectAuthorizer"]
+    assert authorizer["FunctionArn"] == {"Fn::GetAtt": ["AuthorizerFunction", "Arn"]}  # a Lambda (REQUEST) one
+    assert "JwtConfiguration" not in authorizer
+    assert authorizer["AuthorizerPayloadFormatVersion"] == "2.0"  # a string: 2.0 as a number is not valid
+    assert authorizer["EnableSimpleResponses"] is True
+    # no identity sources (the token comes as a header or a query parameter) and no result caching
+    assert authorizer["Identity"] == {"ReauthorizeEvery": 0}
+
+
+def test_the_authorizer_function_has_no_routes_of_its_own(template):
+    assert not template["Resources"]["AuthorizerFunction"]["Properties"].get("Events")
+
+
+# --- IAM ------------------------------------------------------------------------------------------------------------
+
+
+def test_the_authorizer_may_only_read_tenants_and_decrypt_secrets(template):
+    found = grants(template["Resources"]["AuthorizerFunction"])
+    assert found == {
+        ("dynamodb:GetItem", res(TABLE_ARN), None),
+        ("kms:Decrypt", res(KEY_ARN), None),
+        SSM_GRANT,
+    }
+
+
+def test_the_lifecycle_function_may_only_read_update_query_the_index_and_encrypt(template):
+    found = grants(template["Resources"]["LifecycleFunction"])
+    index = res({"Fn::Sub": "${TenantsTable.Arn}/index/" + BASE_URL_INDEX})
+    assert found == {
+        ("dynamodb:GetItem", res(TABLE_ARN), None),
+        ("dynamodb:UpdateItem", res(TABLE_ARN), None),
+        ("dynamodb:Query", index, None),
+        ("kms:Encrypt", res(KEY_ARN), None),
+        SSM_GRANT,
+    }
+
+
+def test_the_descriptor_function_may_only_read_the_base_url_parameter(template):
+    assert grants(template["Resources"]["DescriptorFunction"]) == {SSM_GRANT}
+
+
+def test_kms_grants_are_bound_to_the_app_key_encryption_context(template):
+    for resource in functions(template).values():
+        for statement, _ in statements(resource):
+            if any(action.startswith("kms:") for action in as_list(statement["Action"])):
+                assert statement["Condition"] == {"StringEquals": {"kms:EncryptionContext:appKey": {"Ref": "AppKey"}}}
+
+
+def test_no_function_policy_has_a_wildcard_action_or_resource(template):
+    for name, resource in functions(template).items():
+        for statement, _ in statements(resource):
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, f"{name}: {action}"
+            for target in as_list(statement["Resource"]):
+                assert target != "*", name
+                assert "*" not in json.dumps(target), f"{name}: {target}"
+
+
+def test_only_the_lifecycle_function_may_write_tenants(template):
+    writes = {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
+    for name, resource in functions(template).items():
+        tenant_writes = {
+            action for action, target, _ in grants(resource) if action in writes and target == res(TABLE_ARN)
+        }
+        expected = {"dynamodb:UpdateItem"} if name == "LifecycleFunction" else set()
+        assert tenant_writes == expected, name
+
+
+# --- data -----------------------------------------------------------------------------------------------------------
+
+
+def test_the_tenants_table_is_on_demand_recoverable_encrypted_with_the_key_and_expires_records(template):
+    props = template["Resources"]["TenantsTable"]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "SecretsKey"}}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
+    assert props["KeySchema"] == [{"AttributeName": "clientKey", "KeyType": "HASH"}]
+    [index] = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == BASE_URL_INDEX
+    assert index["KeySchema"] == [{"AttributeName": "baseUrl", "KeyType": "HASH"}]
+
+
+def test_the_tenants_table_and_the_key_are_retained(template):
+    for name in ("TenantsTable", "SecretsKey"):
+        assert template["Resources"][name]["DeletionPolicy"] == "Retain", name
+        assert template["Resources"][name]["UpdateReplacePolicy"] == "Retain", name
+
+
+def test_the_secrets_key_rotates(template):
+    props = template["Resources"]["SecretsKey"]["Properties"]
+    assert props["EnableKeyRotation"] is True
+    assert props["KeySpec"] == "SYMMETRIC_DEFAULT"
+
+
+def test_the_functions_are_told_the_table_and_the_key(template):
+    variables = template["Globals"]["Function"]["Environment"]["Variables"]
+    assert variables["TENANTS_TABLE"] == {"Ref": "TenantsTable"}
+    assert variables["SECRETS_KEY_ID"] == KEY_ARN
+
+
+# --- layer, parameters, outputs ---------------------------------------------------------------------------------------
+
+
+def test_the_layer_is_built_for_python_3_13(template):
+    layer = template["Resources"]["ConnectLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Metadata"]["BuildMethod"] == "python3.13"
+    assert layer["Properties"]["ContentUri"].rstrip("/") == "layers/connect"
+    assert "python3.13" in layer["Properties"]["CompatibleRuntimes"]
+
+
+def test_the_parameters_exist(template):
+    parameters = template["Parameters"]
+    assert {"AppKey", "Stage", "AllowedTenantHosts", "Architecture"} <= set(parameters)
+    assert parameters["Architecture"]["Default"] == "arm64"
+    assert set(parameters["Architecture"]["AllowedValues"]) == {"arm64", "x86_64"}
+
+
+def test_the_outputs_exist(template):
+    assert {"DescriptorUrl", "ApiUrl"} <= set(template["Outputs"])
+
+
+def test_cfn_lint_passes():
+    cfn_lint = Path(sys.executable).with_name("cfn-lint")
+    result = subprocess.run(
+        [str(cfn_lint), str(TEMPLATE_PATH)], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
