@@ -141,7 +141,7 @@ class FakeAuthorizationServer:
     * ``clock``/``leeway``: the fake's notion of now, for the assertion's ``iat``/``exp``.
     * ``delay``: seconds to wait before answering a good request (lets concurrent requesters overlap).
     * ``answer_next(answer, times)``, ``answer_always(answer)``, ``reject_client(oauth_client_id)``,
-      ``hang_next(times)``: failures.
+      ``reject_account(account_id)``, ``hang_next(times)``: failures.
     * ``on_request``: a callable run (with the :class:`TokenRequest`) before a good request is answered.
     """
 
@@ -167,6 +167,7 @@ class FakeAuthorizationServer:
         self._queued: list[Answer | None] = []  # None = hang
         self._always: Answer | None = None
         self._rejected_clients: set[str] = set()
+        self._rejected_accounts: set[str] = set()
         self._serial = itertools.count(1)
         self._lock = threading.Lock()
         self._closing = threading.Event()
@@ -232,12 +233,18 @@ class FakeAuthorizationServer:
         with self._lock:
             self._rejected_clients.add(oauth_client_id)
 
+    def reject_account(self, account_id: str) -> None:
+        """Refuse every grant for this user with 400 invalid_grant (a user who cannot be impersonated)."""
+        with self._lock:
+            self._rejected_accounts.add(account_id)
+
     def reset(self) -> None:
         with self._lock:
             self._requests.clear()
             self._queued.clear()
             self._always = None
             self._rejected_clients.clear()
+            self._rejected_accounts.clear()
         self.on_request = None
 
     # what happened -----------------------------------------------------------------------------------------------
@@ -378,7 +385,7 @@ class FakeAuthorizationServer:
         if request.problems or tenant is None:
             return INVALID_GRANT
         with self._lock:
-            rejected = tenant.oauth_client_id in self._rejected_clients
+            rejected = tenant.oauth_client_id in self._rejected_clients or request.account_id in self._rejected_accounts
         if rejected:
             return INVALID_GRANT
         if self.on_request is not None:

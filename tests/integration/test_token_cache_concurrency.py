@@ -1,0 +1,454 @@
+"""Single-flight refresh of user tokens across containers, and what requesters get when things fail.
+
+The AWS side is a moto server (``ThreadedMotoServer`` on 127.0.0.1) that every process reaches over HTTP, as Lambda
+containers reach DynamoDB and KMS; it serialises writes to one item as DynamoDB does (see ``atomic_item_operations``).
+One loopback authorization server counts the token requests. Every requester is its own ``UserTokenCache`` (its own
+lease owner), so nothing is shared but the table. Each requester is bounded by a timeout: none may hang.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import pytest
+import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
+from connect_lambda.errors import ConnectError, DependencyUnavailableError
+from connect_lambda.oauth import TokenExchange
+from connect_lambda.tenants import TenantKey, TenantState
+from connect_lambda.token_cache import UserTokenCache, token_key
+from moto.server import ThreadedMotoServer
+
+from tests.factories import APP_KEY, CLIENT_KEY, new_secret
+from tests.fakes.atlassian_oauth import INVALID_GRANT, SERVER_ERROR, FakeAuthorizationServer
+from tests.integration.test_user_token_cache import (
+    ALICE,
+    AWS_ENV,
+    BOB,
+    OAUTH_CLIENT_ID,
+    REGION,
+    World,
+    atomic_item_operations,
+    aws_environment,
+)
+
+TENANT_URL = "https://acme.atlassian.net"
+REQUESTER_TIMEOUT = 20.0  # seconds; a requester that takes longer has hung
+CLIENT_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 3})
+
+
+# --- the shared AWS and the requesters -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    with aws_environment(), atomic_item_operations():
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def world(moto_endpoint: str) -> World:
+    return World.create(endpoint_url=moto_endpoint)
+
+
+@pytest.fixture(scope="module")
+def oauth_server() -> Iterator[FakeAuthorizationServer]:
+    with FakeAuthorizationServer(hang_seconds=3.0) as fake:
+        yield fake
+
+
+@pytest.fixture
+def oauth(oauth_server: FakeAuthorizationServer) -> Iterator[FakeAuthorizationServer]:
+    oauth_server.reset()
+    oauth_server.clock = time.time
+    oauth_server.delay = 0.0
+    yield oauth_server
+    oauth_server.reset()
+
+
+@dataclass(frozen=True)
+class TenantSpec:
+    """What a requester process needs to know about the tenant (picklable)."""
+
+    client_key: str
+    secret: str
+    base_url: str
+    oauth_client_id: str
+    generation: int
+
+    def key(self) -> TenantKey:
+        return TenantKey(
+            client_key=self.client_key,
+            state=TenantState.INSTALLED,
+            shared_secret=self.secret.encode(),
+            base_url=self.base_url,
+            oauth_client_id=self.oauth_client_id,
+            generation=self.generation,
+        )
+
+
+@pytest.fixture
+def tenant(world: World, oauth: FakeAuthorizationServer) -> TenantSpec:
+    # a fresh tenant (clientKey) per test, so that tests sharing the module's table never see each other's items
+    secret = new_secret()
+    client_key = f"{CLIENT_KEY}-{os.urandom(4).hex()}"
+    oauth.register_tenant(OAUTH_CLIENT_ID, secret, TENANT_URL)
+    return TenantSpec(client_key, secret, TENANT_URL, OAUTH_CLIENT_ID, generation=1)
+
+
+@dataclass(frozen=True)
+class Setup:
+    """Everything a requester needs to build its own cache (picklable, for other processes)."""
+
+    endpoint: str
+    tokens_table: str
+    key_arn: str
+    oauth_url: str
+    tenant: TenantSpec
+    wait_seconds: float = 15.0
+    poll_seconds: float = 0.05
+    lease_seconds: float = 10.0
+    read_timeout: float = 5.0
+
+    def clients(self) -> tuple[Any, Any]:
+        dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=self.endpoint, config=CLIENT_CONFIG)
+        kms = boto3.client("kms", region_name=REGION, endpoint_url=self.endpoint, config=CLIENT_CONFIG)
+        return dynamodb, kms
+
+    def cache(self, dynamodb: Any, kms: Any) -> UserTokenCache:
+        session = requests.Session()
+        session.trust_env = False
+        return UserTokenCache(
+            table_name=self.tokens_table,
+            key_id=self.key_arn,
+            app_key=APP_KEY,
+            exchange=TokenExchange(server_override=self.oauth_url, session=session, read_timeout=self.read_timeout),
+            dynamodb=dynamodb,
+            kms=kms,
+            wait_seconds=self.wait_seconds,
+            poll_seconds=self.poll_seconds,
+            lease_seconds=self.lease_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    account_id: str
+    token: str | None  # the access token the requester got
+    error: str | None  # or the type of the error it raised
+    seconds: float
+
+
+def _request(cache: UserTokenCache, tenant: TenantKey, account_id: str, go: Any) -> Outcome:
+    go.wait(REQUESTER_TIMEOUT)
+    started = time.monotonic()
+    try:
+        value = cache.token_for(tenant, account_id, ["READ"]).value
+    except ConnectError as exc:
+        return Outcome(account_id, None, type(exc).__name__, time.monotonic() - started)
+    return Outcome(account_id, value, None, time.monotonic() - started)
+
+
+def requester_process(setup: Setup, accounts: list[str], ready: Any, go: Any, results: Any) -> None:
+    """One 'container': a thread per requester, each with its own cache; reports one Outcome per requester."""
+    os.environ.update(AWS_ENV)
+    dynamodb, kms = setup.clients()
+    tenant = setup.tenant.key()
+    caches = [setup.cache(dynamodb, kms) for _ in accounts]
+    with ThreadPoolExecutor(max_workers=len(accounts)) as pool:
+        ready.put(os.getpid())
+        futures = [
+            pool.submit(_request, cache, tenant, account, go) for cache, account in zip(caches, accounts, strict=True)
+        ]
+        for future in futures:
+            try:
+                results.put(future.result())
+            except Exception as exc:  # a bug: report it rather than lose the requester
+                results.put(Outcome("?", None, f"unexpected {type(exc).__name__}", 0.0))
+
+
+def run_in_processes(setup: Setup, accounts: list[str], processes: int) -> list[Outcome]:
+    context = multiprocessing.get_context("spawn")
+    ready, results, go = context.Queue(), context.Queue(), context.Event()
+    groups = [accounts[i::processes] for i in range(processes)]
+    workers = [context.Process(target=requester_process, args=(setup, group, ready, go, results)) for group in groups]
+    for worker in workers:
+        worker.start()
+    try:
+        pids = {ready.get(timeout=60) for _ in workers}
+        assert len(pids) == processes
+        go.set()
+        outcomes = [results.get(timeout=REQUESTER_TIMEOUT + 10) for _ in accounts]
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+    return outcomes
+
+
+def run_in_threads(
+    setup: Setup, accounts: list[str], cache_factory: Callable[[Any, Any], UserTokenCache] | None = None
+) -> list[Outcome]:
+    dynamodb, kms = setup.clients()
+    tenant = setup.tenant.key()
+    caches = [(cache_factory or setup.cache)(dynamodb, kms) for _ in accounts]
+    go = threading.Event()
+    with ThreadPoolExecutor(max_workers=len(accounts)) as pool:
+        futures = [
+            pool.submit(_request, cache, tenant, account, go) for cache, account in zip(caches, accounts, strict=True)
+        ]
+        go.set()
+        return [future.result(timeout=REQUESTER_TIMEOUT + 5) for future in futures]
+
+
+def setup_for(world: World, oauth: FakeAuthorizationServer, tenant: TenantSpec, **kwargs: Any) -> Setup:
+    return Setup(
+        endpoint=world.dynamodb.meta.endpoint_url,
+        tokens_table=world.tokens_table,
+        key_arn=world.key_arn,
+        oauth_url=oauth.base_url,
+        tenant=tenant,
+        **kwargs,
+    )
+
+
+def assert_each_got_its_own_users_token(oauth: FakeAuthorizationServer, outcomes: list[Outcome]) -> None:
+    for outcome in outcomes:
+        assert outcome.seconds < REQUESTER_TIMEOUT
+        if outcome.token is not None:
+            grant = oauth.grant_for(outcome.token)
+            assert grant is not None
+            assert grant.account_id == outcome.account_id
+
+
+# --- single flight ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_fifty_requesters_in_four_processes_cause_exactly_one_token_request_and_all_get_that_token(
+    world, oauth, tenant
+):
+    oauth.delay = 0.3  # the one exchange is still in flight while the others arrive
+    outcomes = run_in_processes(setup_for(world, oauth, tenant), [ALICE] * 50, processes=4)
+    assert [outcome.error for outcome in outcomes] == [None] * 50
+    [grant] = oauth.issued
+    assert oauth.request_count == 1
+    assert {outcome.token for outcome in outcomes} == {grant.token}
+    assert grant.account_id == ALICE
+
+
+@pytest.mark.slow
+def test_two_users_fifty_requesters_in_four_processes_one_token_request_each_never_crossed(world, oauth, tenant):
+    oauth.delay = 0.3
+    outcomes = run_in_processes(setup_for(world, oauth, tenant), [ALICE, BOB] * 25, processes=4)
+    assert [outcome.error for outcome in outcomes] == [None] * 50
+    assert sorted(grant.account_id for grant in oauth.issued) == sorted([ALICE, BOB])
+    assert_each_got_its_own_users_token(oauth, outcomes)
+    assert len({outcome.token for outcome in outcomes}) == 2
+
+
+def test_fifty_requester_threads_in_one_process_cause_exactly_one_token_request(world, oauth, tenant):
+    oauth.delay = 0.3
+    outcomes = run_in_threads(setup_for(world, oauth, tenant), [ALICE] * 50)
+    assert [outcome.error for outcome in outcomes] == [None] * 50
+    [grant] = oauth.issued
+    assert {outcome.token for outcome in outcomes} == {grant.token}
+
+
+def test_after_the_single_flight_the_table_holds_the_token_and_no_lease(world, oauth, tenant):
+    oauth.delay = 0.2
+    run_in_threads(setup_for(world, oauth, tenant), [ALICE] * 10)
+    item = world.item(token_key(tenant.client_key, ALICE, ("READ",)))
+    assert "tokenCiphertext" in item
+    assert "leaseOwner" not in item
+    assert "leaseUntil" not in item
+
+
+# --- faults ----------------------------------------------------------------------------------------------------------
+
+
+def test_concurrent_requesters_all_get_grant_rejected_when_the_server_refuses(world, oauth, tenant):
+    oauth.answer_always(INVALID_GRANT)
+    outcomes = run_in_threads(setup_for(world, oauth, tenant, wait_seconds=1.0), [ALICE] * 10)
+    assert {outcome.error for outcome in outcomes} == {"GrantRejectedError"}
+    assert 1 <= oauth.request_count <= 10  # at most one request per requester: a rejection is never retried
+    assert max(outcome.seconds for outcome in outcomes) < 5
+
+
+def test_concurrent_requesters_all_get_dependency_unavailable_on_server_errors(world, oauth, tenant):
+    oauth.answer_always(SERVER_ERROR)
+    outcomes = run_in_threads(setup_for(world, oauth, tenant, wait_seconds=1.0), [ALICE] * 10)
+    assert {outcome.error for outcome in outcomes} == {"DependencyUnavailableError"}
+    assert oauth.request_count <= 10
+    assert max(outcome.seconds for outcome in outcomes) < 5
+
+
+def test_concurrent_requesters_do_not_hang_when_the_server_hangs(world, oauth, tenant):
+    oauth.hang_next(times=20)
+    setup = setup_for(world, oauth, tenant, wait_seconds=1.0, read_timeout=0.3)
+    outcomes = run_in_threads(setup, [ALICE] * 10)
+    assert {outcome.error for outcome in outcomes} == {"DependencyUnavailableError"}
+    assert max(outcome.seconds for outcome in outcomes) < 5
+
+
+def test_one_users_rejected_grant_never_gives_the_other_users_requesters_a_token_of_the_wrong_user(
+    world, oauth, tenant
+):
+    oauth.reject_account(BOB)
+    oauth.delay = 0.2
+    outcomes = run_in_threads(setup_for(world, oauth, tenant, wait_seconds=1.0), [ALICE, BOB] * 10)
+    for outcome in outcomes:
+        if outcome.account_id == ALICE:
+            assert outcome.error is None
+        else:
+            assert (outcome.token, outcome.error) == (None, "GrantRejectedError")
+    assert_each_got_its_own_users_token(oauth, outcomes)
+    assert [grant.account_id for grant in oauth.issued] == [ALICE]
+
+
+def _steal_lease(world: World, client_key: str, account_id: str) -> Callable[[Any], None]:
+    """While the exchange is in flight, another owner takes the lease (ours expired, theirs is fresh)."""
+
+    def steal(_: Any) -> None:
+        world.dynamodb.update_item(
+            TableName=world.tokens_table,
+            Key={"tokenKey": {"S": token_key(client_key, account_id, ("READ",))}},
+            UpdateExpression="SET leaseOwner = :other, leaseUntil = :until",
+            ExpressionAttributeValues={":other": {"S": "another-container"}, ":until": {"N": str(time.time() + 60)}},
+        )
+
+    return steal
+
+
+def test_lost_lease_on_store_still_gives_the_requester_its_own_token_and_stores_nothing(world, oauth, tenant):
+    oauth.on_request = _steal_lease(world, tenant.client_key, ALICE)
+    setup = setup_for(world, oauth, tenant)
+    [outcome] = run_in_threads(setup, [ALICE])
+    assert outcome.error is None
+    assert oauth.grant_for(outcome.token).account_id == ALICE
+    item = world.item(token_key(tenant.client_key, ALICE, ("READ",)))
+    assert "tokenCiphertext" not in item  # the conditional store lost: nothing cached under another's lease
+    assert item["leaseOwner"]["S"] == "another-container"
+
+
+def test_requester_behind_a_lease_that_is_never_released_falls_back_after_wait_seconds(world, oauth, tenant):
+    oauth.on_request = _steal_lease(world, tenant.client_key, ALICE)
+    run_in_threads(setup_for(world, oauth, tenant), [ALICE])  # leaves a lease held by a container that is gone
+    oauth.on_request = None
+    [outcome] = run_in_threads(setup_for(world, oauth, tenant, wait_seconds=0.5, poll_seconds=0.05), [ALICE])
+    assert outcome.error is None
+    assert oauth.grant_for(outcome.token).account_id == ALICE
+    assert 0.5 <= outcome.seconds < 3
+    assert oauth.request_count == 2
+
+
+def test_dead_lease_holder_waiters_fall_back_after_wait_seconds_with_their_own_users_token(world, oauth, tenant):
+    for account in (ALICE, BOB):
+        world.dynamodb.update_item(
+            TableName=world.tokens_table,
+            Key={"tokenKey": {"S": token_key(tenant.client_key, account, ("READ",))}},
+            UpdateExpression="SET leaseOwner = :dead, leaseUntil = :until",
+            ExpressionAttributeValues={":dead": {"S": "dead-container"}, ":until": {"N": str(time.time() + 60)}},
+        )
+    outcomes = run_in_threads(setup_for(world, oauth, tenant, wait_seconds=0.5, poll_seconds=0.05), [ALICE, BOB] * 3)
+    assert [outcome.error for outcome in outcomes] == [None] * 6
+    assert_each_got_its_own_users_token(oauth, outcomes)
+    assert all(0.5 <= outcome.seconds < 3 for outcome in outcomes)
+
+
+def test_expired_lease_of_a_dead_holder_is_taken_over_at_once(world, oauth, tenant):
+    key = token_key(tenant.client_key, ALICE, ("READ",))
+    world.dynamodb.update_item(
+        TableName=world.tokens_table,
+        Key={"tokenKey": {"S": key}},
+        UpdateExpression="SET leaseOwner = :dead, leaseUntil = :until",
+        ExpressionAttributeValues={":dead": {"S": "dead-container"}, ":until": {"N": str(time.time() - 1)}},
+    )
+    [outcome] = run_in_threads(setup_for(world, oauth, tenant, wait_seconds=5.0), [ALICE])
+    assert outcome.error is None
+    assert outcome.seconds < 2
+    assert "tokenCiphertext" in world.item(key)
+
+
+class _Throttled:
+    """A DynamoDB client whose chosen operations are throttled; everything else goes to the real client."""
+
+    def __init__(self, client: Any, operation: str, when: Callable[[dict[str, Any]], bool] = lambda _: True) -> None:
+        self._client, self._operation, self._when = client, operation, when
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._client, name)
+        if name != self._operation:
+            return attribute
+
+        def throttled(**kwargs: Any) -> Any:
+            if self._when(kwargs):
+                raise ClientError(
+                    {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}}, name
+                )
+            return attribute(**kwargs)
+
+        return throttled
+
+
+def test_throttled_get_item_gives_a_typed_error_and_no_token_request(world, oauth, tenant):
+    setup = setup_for(world, oauth, tenant)
+    dynamodb, kms = setup.clients()
+    cache = setup.cache(_Throttled(dynamodb, "get_item"), kms)
+    with pytest.raises(DependencyUnavailableError):
+        cache.token_for(tenant.key(), ALICE, ["READ"])
+    assert oauth.request_count == 0
+
+
+def test_throttled_polls_while_waiting_give_waiters_a_typed_error_never_a_token_of_another_user(world, oauth, tenant):
+    # the first GetItem of each requester works; the polls behind the lease are throttled
+    oauth.delay = 0.3
+    setup = setup_for(world, oauth, tenant)
+
+    def flaky_cache(dynamodb: Any, kms: Any) -> UserTokenCache:
+        calls = {"n": 0}
+
+        def second_and_later(_: dict[str, Any]) -> bool:
+            calls["n"] += 1
+            return calls["n"] > 1
+
+        return setup.cache(_Throttled(dynamodb, "get_item", second_and_later), kms)
+
+    outcomes = run_in_threads(setup, [ALICE, BOB] * 5, cache_factory=flaky_cache)
+    assert {outcome.error for outcome in outcomes} <= {None, "DependencyUnavailableError"}
+    assert any(outcome.error is None for outcome in outcomes)
+    assert_each_got_its_own_users_token(oauth, outcomes)
+
+
+def test_throttled_store_after_exchange_still_gives_the_requester_its_own_token(world, oauth, tenant):
+    setup = setup_for(world, oauth, tenant)
+    dynamodb, kms = setup.clients()
+    storing = _Throttled(dynamodb, "update_item", lambda kwargs: "tokenCiphertext" in kwargs["UpdateExpression"])
+    token = setup.cache(storing, kms).token_for(tenant.key(), ALICE, ["READ"])
+    assert oauth.grant_for(token.value).account_id == ALICE
+    assert "tokenCiphertext" not in world.item(token_key(tenant.client_key, ALICE, ("READ",)))
+
+
+def test_requesters_never_wait_longer_than_wait_seconds_plus_one_exchange(world, oauth, tenant):
+    # the holder's exchange is slower than the waiters' patience: they fall back rather than hang
+    oauth.delay = 1.5
+    outcomes = run_in_threads(setup_for(world, oauth, tenant, wait_seconds=0.3, poll_seconds=0.05), [ALICE] * 5)
+    assert [outcome.error for outcome in outcomes] == [None] * 5
+    assert_each_got_its_own_users_token(oauth, outcomes)
+    assert max(outcome.seconds for outcome in outcomes) < 0.3 + 1.5 + 1.5
