@@ -268,6 +268,16 @@ ATTACKS: dict[str, tuple[Any, str]] = {
         ),
         "multiple_tokens",
     ),
+    "two-authorization-headers": (
+        lambda s: request(
+            *PAGE,
+            headers={
+                "Authorization": f"JWT {encode_token(_claims(), hmac_key=s)}",
+                "authorization": f"JWT {encode_token(_claims(sub='557058:other'), hmac_key=s)}",
+            },
+        ),
+        "malformed_token",  # API Gateway joins the two values with a comma: not one compact JWS
+    ),
     "missing-token": (lambda s: request(*PAGE), "missing_token"),
     "bearer-scheme": (
         lambda s: request(*PAGE, headers={"authorization": f"Bearer {encode_token(_claims(), hmac_key=s)}"}),

@@ -100,3 +100,16 @@ def test_a_misconfigured_descriptor_fails_closed_without_a_trace(load):
     response = get(load("descriptor", APP_KEY=""))
     assert response["statusCode"] == 500
     assert json.loads(response["body"]) == {"error": "internal_error"}
+
+
+@pytest.mark.parametrize(
+    "if_none_match",
+    ["{etag}", "W/{etag}", '"0123456789abcdef", {etag}'],
+    ids=["exact", "weak", "list"],
+)
+def test_descriptor_answers_304_for_any_matching_if_none_match(descriptor, if_none_match):
+    """RFC 9110 §13.1.2: If-None-Match holds a list of entity tags and uses the weak comparison (§8.8.3.2), so a
+    ``W/`` tag (what an intermediary that compresses the body sends back) or a list containing ours matches."""
+    etag = get(descriptor)["headers"]["ETag"]
+    response = get(descriptor, {"If-None-Match": if_none_match.format(etag=etag)})
+    assert response["statusCode"] == 304

@@ -331,3 +331,34 @@ def test_cfn_lint_passes():
         [str(cfn_lint), str(TEMPLATE_PATH)], capture_output=True, text=True, timeout=120, cwd=ROOT, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# Lambda rejects a function whose environment sets one of these (AWS Lambda developer guide, "Defined runtime
+# environment variables": reserved names).
+LAMBDA_RESERVED_VARIABLES = {
+    "_HANDLER",
+    "_X_AMZN_TRACE_ID",
+    "AWS_DEFAULT_REGION",
+    "AWS_REGION",
+    "AWS_EXECUTION_ENV",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+    "AWS_LAMBDA_FUNCTION_VERSION",
+    "AWS_LAMBDA_INITIALIZATION_TYPE",
+    "AWS_LAMBDA_LOG_GROUP_NAME",
+    "AWS_LAMBDA_LOG_STREAM_NAME",
+    "AWS_ACCESS_KEY",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_LAMBDA_RUNTIME_API",
+    "LAMBDA_TASK_ROOT",
+    "LAMBDA_RUNTIME_DIR",
+}
+
+
+def test_no_function_sets_a_reserved_lambda_variable(template):
+    variables = set(template["Globals"]["Function"]["Environment"]["Variables"])
+    for resource in functions(template).values():
+        variables |= set(((resource["Properties"].get("Environment") or {}).get("Variables")) or {})
+    assert variables & LAMBDA_RESERVED_VARIABLES == set()
