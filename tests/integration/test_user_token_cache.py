@@ -140,6 +140,7 @@ class CallCounter:
 
     calls: Counter[str] = field(default_factory=Counter)
     items_returned: Counter[str] = field(default_factory=Counter)
+    items_scanned: Counter[str] = field(default_factory=Counter)
 
     def watch(self, *clients: BaseClient) -> CallCounter:
         for client in clients:
@@ -152,7 +153,9 @@ class CallCounter:
 
     def _after(self, event_name: str, parsed: dict[str, Any] | None = None, **_: Any) -> None:
         if parsed and "Items" in parsed:
-            self.items_returned[event_name.rsplit(".", 1)[1]] += len(parsed["Items"])
+            operation = event_name.rsplit(".", 1)[1]
+            self.items_returned[operation] += len(parsed["Items"])
+            self.items_scanned[operation] += int(parsed.get("ScannedCount", len(parsed["Items"])))
 
     @property
     def total(self) -> int:
@@ -161,6 +164,7 @@ class CallCounter:
     def reset(self) -> None:
         self.calls.clear()
         self.items_returned.clear()
+        self.items_scanned.clear()
 
 
 @dataclass
