@@ -1,4 +1,4 @@
-# connect-lambda: the two commands a fresh machine needs (see README.md).
+# connect-lambda: the two commands a fresh machine needs (README.md).
 #   make run    install what is needed, start the local stack, play the Connect protocol against it
 #   make test   the whole test suite (what .ci/run calls)
 SHELL := /bin/bash
@@ -9,18 +9,24 @@ PYTHON313 ?= $(shell p=$$(pyenv prefix 3.13.0 2>/dev/null)/bin/python3.13; [ -x 
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+LOCAL_ENV := bash scripts/local-env.sh
+WITH_SAM := eval "$$($(LOCAL_ENV) env)" &&
 
-.PHONY: help venv lint test unit run stop
+.PHONY: help venv lint unit docker-tests test run stop status events bench
 help:
-	@echo "make run   - start the local stack (sam local + moto + simulated Atlassian) and play the protocol"
-	@echo "make stop  - stop everything 'make run' started"
-	@echo "make test  - lint, type-check and run the whole test suite (what CI runs)"
+	@echo "make run        start the local stack (sam local + moto + simulated Atlassian), play the protocol, leave it running"
+	@echo "make run ONCE=1 the same, then stop everything and exit with the scenario's result"
+	@echo "make stop       stop everything 'make run' started"
+	@echo "make test       lint, type-check and run the whole test suite (what CI runs)"
+	@echo "make unit       the fast part of the suite (no Docker)"
+	@echo "make events     re-sign events/*.json for now (for sam local invoke -e events/...)"
+	@echo "make bench      the benchmarks (prints a table)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON313)" && test -x "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13.0) or set PYTHON313=/path/to/python3.13"; exit 1; }
-	@echo "[venv] creating $(VENV) with $(PYTHON313) and installing pinned dependencies"; start=$$(date +%s); \
-	  $(PYTHON313) -m venv $(VENV) && $(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' \
-	  && echo "[venv] ready in $$(( $$(date +%s) - start )) s"
+	@echo "[venv] creating $(VENV) with $(PYTHON313) and installing the pinned dependencies ..."; start=$$(date +%s); \
+	  $(PYTHON313) -m venv $(VENV) && $(PY) -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v '^WARNING: Location' ; \
+	  test $${PIPESTATUS[0]} -eq 0 && echo "[venv] ready in $$(( $$(date +%s) - start )) s"
 	@touch $(STAMP)
 
 venv: $(STAMP)
@@ -33,5 +39,32 @@ lint: venv
 unit: venv
 	$(VENV)/bin/pytest -q -n 2 -m "not docker"
 
-test: lint
-	$(VENV)/bin/pytest -q -n 2
+# the Docker part: sam validate/build/local invoke/start-api; local-env installs Docker and SAM if needed
+docker-tests: venv
+	$(LOCAL_ENV) up
+	$(WITH_SAM) $(VENV)/bin/pytest -q -m docker -p no:randomly; status=$$?; $(LOCAL_ENV) down; exit $$status
+
+test: lint unit docker-tests
+
+run: venv
+	$(LOCAL_ENV) up
+	$(WITH_SAM) $(PY) -m devstack up
+	@if [ -n "$(ONCE)" ]; then \
+	  $(PY) -m devstack scenario; status=$$?; $(PY) -m devstack down; $(LOCAL_ENV) down; exit $$status; \
+	else \
+	  $(PY) -m devstack scenario --keep-tenant; \
+	  echo "[stack] still running: API http://127.0.0.1:3000, logs in .local/stack/logs; stop it with: make stop"; \
+	fi
+
+stop:
+	@if [ -x $(PY) ]; then $(PY) -m devstack down; fi
+	$(LOCAL_ENV) down
+
+status: venv
+	$(PY) -m devstack status; $(LOCAL_ENV) status
+
+events: venv
+	$(PY) -m devstack resign-events
+
+bench: venv
+	$(PY) -m bench

@@ -181,7 +181,8 @@ def main() -> int:
     play.add_argument("--keep-tenant", action="store_true", help="reinstall the local tenant afterwards")
     sub.add_parser("down", help="stop everything `up` started, by pid")
     sub.add_parser("status", help="what is running")
-    sub.add_parser("resign-events", help="rewrite events/*.json for now, signed for the local test tenant")
+    resign = sub.add_parser("resign-events", help="rewrite events/*.json for now, signed for the local test tenant")
+    resign.add_argument("--out", type=Path, default=None, help="write them here instead of events/")
     args = parser.parse_args()
     if args.command == "up":
         up()
@@ -200,10 +201,10 @@ def main() -> int:
     elif args.command == "status":
         return status()
     elif args.command == "resign-events":
-        from devstack.events import write_events
+        from devstack.events import EVENTS, write_events
 
-        for path in write_events():
-            say(f"wrote {path.relative_to(ROOT)}")
+        for path in write_events(args.out or EVENTS):
+            say(f"wrote {path}")
     return 0
 
 

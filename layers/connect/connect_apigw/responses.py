@@ -32,7 +32,7 @@ def json_response(
     return {
         "statusCode": status,
         "headers": {**JSON_HEADERS, **(headers or {})},
-        "body": json.dumps(body, separators=(",", ":")),
+        "body": json.dumps(body, separators=(",", ":"), sort_keys=True),
     }
 
 

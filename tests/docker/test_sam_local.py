@@ -1,0 +1,72 @@
+"""sam validate, sam build, sam local invoke of every function with its event, sam local start-api end to end."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import requests
+
+from devstack.product_side import tenant_token
+from tests.docker.conftest import ROOT, Stack
+
+pytestmark = pytest.mark.docker
+
+
+def test_sam_validate_lint_accepts_the_template(sam_ready: None) -> None:
+    result = subprocess.run(["sam", "validate", "--lint"], cwd=ROOT, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
+
+
+def test_every_function_answers_its_event_through_sam_local_invoke_across_a_whole_lifecycle(stack: Stack) -> None:
+    # the order is the protocol's: the tenant must be installed before its tokens can be authorized
+    descriptor = stack.invoke("DescriptorFunction", "descriptor.json")
+    assert descriptor["statusCode"] == 200
+    assert '"signed-install": true' in str(descriptor["body"])
+
+    assert stack.invoke("LifecycleFunction", "lifecycle-installed.json")["statusCode"] == 204
+
+    for route in ("enabled", "webhook", "page", "context-api"):
+        allowed = stack.invoke("AuthorizerFunction", f"authorizer-{route}.json")
+        assert allowed["isAuthorized"] is True, route
+        assert allowed["context"]["clientKey"] == "local-test-tenant"
+
+    assert stack.invoke("LifecycleFunction", "lifecycle-enabled.json")["statusCode"] == 204
+
+    webhook = stack.invoke("WebhookFunction", "webhook.json")
+    assert webhook["statusCode"] == 200
+    assert "processedAt" in str(webhook["body"])
+    assert stack.invoke("WebhookFunction", "webhook.json")["body"] == webhook["body"], "a retried delivery runs once"
+
+    page = stack.invoke("PageFunction", "page.json")
+    assert page["statusCode"] == 200
+    assert "local-test-tenant" in str(page["body"])
+
+    myself = stack.invoke("ContextApiFunction", "context-api.json")
+    assert myself["statusCode"] == 200
+    assert "Local Test User" in str(myself["body"])
+
+    refreshed = stack.invoke("TokenRefresherFunction", "token-refresher.json")
+    assert set(refreshed) == {"refreshed", "failed", "skipped", "examined"}
+    assert refreshed["failed"] == 0
+
+    assert stack.invoke("AuthorizerFunction", "authorizer-disabled.json")["isAuthorized"] is True
+    assert stack.invoke("LifecycleFunction", "lifecycle-disabled.json")["statusCode"] == 204
+    assert stack.invoke("AuthorizerFunction", "authorizer-page.json")["isAuthorized"] is False, "tenant is disabled"
+
+    assert stack.invoke("LifecycleFunction", "lifecycle-uninstalled.json")["statusCode"] == 204
+    assert stack.invoke("AuthorizerFunction", "authorizer-enabled.json")["isAuthorized"] is False, "uninstalled"
+
+
+def test_start_api_allows_a_signed_request_and_refuses_forged_and_missing_tokens(stack: Stack) -> None:
+    result = stack.devstack("scenario")
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "all steps passed" in result.stdout
+
+    descriptor = requests.get(stack.api + "/atlassian-connect.json", timeout=60)
+    assert descriptor.status_code == 200
+    forged = tenant_token("GET", "/pages/hello", secret="not-the-tenant-secret-at-all-000000")
+    refused = requests.get(f"{stack.api}/pages/hello?jwt={forged}", timeout=60)
+    assert refused.status_code == 403
+    assert requests.get(stack.api + "/pages/hello", timeout=60).status_code == 403
