@@ -42,7 +42,7 @@ unit: venv
 # the Docker part: sam validate/build/local invoke/start-api; local-env installs Docker and SAM if needed
 docker-tests: venv
 	$(LOCAL_ENV) up
-	$(WITH_SAM) $(VENV)/bin/pytest -q -m docker -p no:randomly; status=$$?; $(LOCAL_ENV) down; exit $$status
+	$(WITH_SAM) $(VENV)/bin/pytest -q -m docker; status=$$?; $(LOCAL_ENV) down; exit $$status
 
 test: lint unit docker-tests
 
