@@ -48,6 +48,15 @@ def render() -> tuple[str, str]:
     return body, '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
 
 
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """RFC 9110 If-None-Match: ``*`` or a list of entity tags, compared weakly (``W/`` ignored)."""
+    if not if_none_match:
+        return False
+    if if_none_match.strip() == "*":
+        return True
+    return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
+
+
 def handle(event: dict[str, Any]) -> dict[str, Any]:
     try:
         body, etag = render()
@@ -59,7 +68,7 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
         "Cache-Control": "public, max-age=60, must-revalidate",
         "ETag": etag,
     }
-    if lower_headers(event.get("headers")).get("if-none-match") == etag:
+    if etag_matches(lower_headers(event.get("headers")).get("if-none-match"), etag):
         return {"statusCode": 304, "headers": headers, "body": ""}
     return {"statusCode": 200, "headers": headers, "body": body}
 

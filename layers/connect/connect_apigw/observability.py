@@ -50,7 +50,10 @@ def redact(value: Any, depth: int = 0) -> Any:
         }
     if isinstance(value, list | tuple):
         return [redact(v, depth + 1) for v in value]
-    return value
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    # anything else (an exception, an object in an extra) is serialised as its text later: redact that text now
+    return redact(str(value), depth + 1)
 
 
 class RedactingFormatter(LambdaPowertoolsFormatter):

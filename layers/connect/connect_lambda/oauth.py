@@ -92,7 +92,8 @@ class TokenExchange:
         self._timeout = (connect_timeout, read_timeout)
         self._clock = clock
 
-    def exchange(self, tenant: TenantKey, account_id: str, scopes: tuple[str, ...]) -> AccessToken:
+    def exchange(self, tenant: TenantKey, account_id: str, scopes: Iterable[str]) -> AccessToken:
+        scopes = normalise_scopes(scopes)
         if not tenant.oauth_client_id:
             raise GrantRejectedError(
                 f"tenant {tenant.client_key} has no oauthClientId: the app needs the ACT_AS_USER scope, then a "

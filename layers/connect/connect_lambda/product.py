@@ -200,6 +200,9 @@ class ProductClient:
         wanted, got = urlsplit(tenant.base_url), urlsplit(target)
         if (got.scheme, got.hostname, got.port) != (wanted.scheme, wanted.hostname, wanted.port):
             raise ProductRequestError("refusing to follow a redirect to another host")
+        base_path = wanted.path.rstrip("/")
+        if base_path and not (got.path == base_path or got.path.startswith(base_path + "/")):
+            raise ProductRequestError("refusing to follow a redirect outside the tenant's baseUrl")
         return target
 
 

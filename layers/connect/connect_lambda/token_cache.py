@@ -153,7 +153,7 @@ class UserTokenCache:
         acquired, _ = self._take_lease(key, tenant, account_id, wanted)
         if not acquired:
             return None
-        return self._exchange_and_store(key, tenant, account_id, wanted)
+        return self._exchange_and_store(key, tenant, account_id, wanted, used=False)
 
     def invalidate(self, tenant: TenantKey, account_id: str, scopes: Iterable[str]) -> None:
         """Forget a token the product refused (401), here and in the table."""
@@ -371,7 +371,11 @@ class UserTokenCache:
         except (ClientError, BotoCoreError) as exc:
             logger.debug("could not release the refresh lease: %s", type(exc).__name__)
 
-    def _exchange_and_store(self, key: str, tenant: TenantKey, account_id: str, scopes: tuple[str, ...]) -> AccessToken:
+    def _exchange_and_store(
+        self, key: str, tenant: TenantKey, account_id: str, scopes: tuple[str, ...], *, used: bool = True
+    ) -> AccessToken:
+        """Exchange and cache. ``used`` is False for the refresher: a refresh is not a use, so a token that nobody
+        asks for any more still goes cold and expires."""
         try:
             token = self._exchange.exchange(tenant, account_id, scopes)
             ciphertext = self._encrypt(key, token.value)
@@ -385,7 +389,8 @@ class UserTokenCache:
                 Key={"tokenKey": {"S": key}},
                 UpdateExpression=(
                     "SET tokenCiphertext = :token, expiresAt = :expires, #ttl = :ttl, generation = :generation, "
-                    "lastUsedAt = :now, dueBucket = :bucket REMOVE leaseOwner, leaseUntil"
+                    f"lastUsedAt = {':now' if used else 'if_not_exists(lastUsedAt, :now)'}, dueBucket = :bucket "
+                    "REMOVE leaseOwner, leaseUntil"
                 ),
                 ConditionExpression="leaseOwner = :owner",
                 ExpressionAttributeNames={"#ttl": "ttl"},
@@ -405,7 +410,7 @@ class UserTokenCache:
                 logger.warning("could not cache the user token: %s", exc.response.get("Error", {}).get("Code"))
         except BotoCoreError as exc:
             logger.warning("could not cache the user token: %s", type(exc).__name__)
-        self._remember(key, token, tenant.generation, touched_at=now)
+        self._remember(key, token, tenant.generation, touched_at=now if used else 0.0)
         return token
 
     def _single_flight(self, key: str, tenant: TenantKey, account_id: str, scopes: tuple[str, ...]) -> AccessToken:
