@@ -1,7 +1,7 @@
 """Single-flight refresh of user tokens across containers, and what requesters get when things fail.
 
 The AWS side is a moto server (``ThreadedMotoServer`` on 127.0.0.1) that every process reaches over HTTP, as Lambda
-containers reach DynamoDB and KMS; it serialises writes to one item as DynamoDB does (see ``atomic_item_operations``).
+containers reach DynamoDB and KMS; it serialises writes to one item as DynamoDB does (``tests.aws.atomic_item_writes``).
 One loopback authorization server counts the token requests. Every requester is its own ``UserTokenCache`` (its own
 lease owner), so nothing is shared but the table. Each requester is bounded by a timeout: none may hang.
 """
@@ -28,18 +28,10 @@ from connect_lambda.tenants import TenantKey, TenantState
 from connect_lambda.token_cache import UserTokenCache, token_key
 from moto.server import ThreadedMotoServer
 
+from tests.aws import AWS_ENV, REGION, atomic_item_writes, aws_environment
 from tests.factories import APP_KEY, CLIENT_KEY, new_secret
 from tests.fakes.atlassian_oauth import INVALID_GRANT, SERVER_ERROR, FakeAuthorizationServer
-from tests.integration.test_user_token_cache import (
-    ALICE,
-    AWS_ENV,
-    BOB,
-    OAUTH_CLIENT_ID,
-    REGION,
-    World,
-    atomic_item_operations,
-    aws_environment,
-)
+from tests.integration.test_user_token_cache import ALICE, BOB, OAUTH_CLIENT_ID, World
 
 TENANT_URL = "https://acme.atlassian.net"
 REQUESTER_TIMEOUT = 20.0  # seconds; a requester that takes longer has hung
@@ -51,7 +43,7 @@ CLIENT_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "ma
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    with aws_environment(), atomic_item_operations():
+    with aws_environment(), atomic_item_writes():
         server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         server.start()
         host, port = server.get_host_and_port()

@@ -7,19 +7,14 @@ tenants table, the idempotency table, a KMS key); the other impersonation test m
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import threading
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
-import yaml
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from connect_lambda.errors import ConnectError
@@ -31,52 +26,22 @@ from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
 from connect_lambda.token_cache import BUCKET_SECONDS, TTL_AFTER_EXPIRY_SECONDS, UserTokenCache, token_key
 from moto import mock_aws
 
+from tests.aws import REGION, aws_environment, create_secrets_key, load_template
 from tests.factories import APP_KEY, CLIENT_KEY, NOW, FakeClock, new_secret
 from tests.fakes.atlassian_oauth import INVALID_GRANT, FakeAuthorizationServer
 from tests.fakes.atlassian_product import FakeProduct, status_answer
 from tests.fakes.install_keys_cdn import loopback_session
 
-ROOT = Path(__file__).resolve().parents[2]
-REGION = "us-east-1"
 OAUTH_CLIENT_ID = "oauth-client-id-1234"
 ALICE = "557058:a11ce000-0000-4000-8000-00000000a11c"
 BOB = "557058:b0b00000-0000-4000-8000-000000000b0b"
-AWS_ENV = {
-    "AWS_DEFAULT_REGION": REGION,
-    "AWS_REGION": REGION,
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SECURITY_TOKEN": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-}
-AWS_ENV_REMOVED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_ENDPOINT_URL", "AWS_CONFIG_FILE")
 
 
-# --- the AWS side, from template.yaml (shared with the other impersonation tests) ------------------------------------
-
-
-class _CfnLoader(yaml.SafeLoader):
-    pass
-
-
-def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    if isinstance(node, yaml.ScalarNode):
-        return {suffix: loader.construct_scalar(node)}
-    if isinstance(node, yaml.SequenceNode):
-        return {suffix: loader.construct_sequence(node, deep=True)}
-    return {suffix: loader.construct_mapping(node, deep=True)}  # type: ignore[arg-type]
-
-
-_CfnLoader.add_multi_constructor("!", _short_tag)
-
-
-@functools.cache
-def _template() -> dict[str, Any]:
-    return yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506
+# --- the AWS side, from template.yaml (shared with the other impersonation tests) -------------------------------
 
 
 def table_properties(logical_id: str) -> dict[str, Any]:
-    return _template()["Resources"][logical_id]["Properties"]
+    return load_template()["Resources"][logical_id]["Properties"]
 
 
 def create_table_from_template(dynamodb: BaseClient, logical_id: str, key_arn: str) -> str:
@@ -103,35 +68,6 @@ def create_table_from_template(dynamodb: BaseClient, logical_id: str, key_arn: s
             TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
         )
     return name
-
-
-@contextlib.contextmanager
-def aws_environment() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as patch:
-        for name in AWS_ENV_REMOVED:
-            patch.delenv(name, raising=False)
-        for name, value in AWS_ENV.items():
-            patch.setenv(name, value)
-        yield
-
-
-@contextlib.contextmanager
-def atomic_item_operations() -> Iterator[None]:
-    """moto checks a condition and writes without a lock; DynamoDB serialises writes to an item. Make moto do so."""
-    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
-
-    lock = threading.RLock()
-    with pytest.MonkeyPatch.context() as patch:
-        for name in ("update_item", "put_item", "delete_item", "get_item"):
-            original = getattr(DynamoDBBackend, name)
-
-            @functools.wraps(original)
-            def locked(*args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
-                with lock:
-                    return _original(*args, **kwargs)
-
-            patch.setattr(DynamoDBBackend, name, locked)
-        yield
 
 
 @dataclass
@@ -181,7 +117,7 @@ class World:
     def create(cls, endpoint_url: str | None = None) -> World:
         dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
         kms = boto3.client("kms", region_name=REGION, endpoint_url=endpoint_url)
-        key_arn = kms.create_key(Description="test secrets key")["KeyMetadata"]["Arn"]
+        key_arn = create_secrets_key(kms)
         return cls(
             dynamodb=dynamodb,
             kms=kms,
