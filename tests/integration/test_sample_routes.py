@@ -12,11 +12,12 @@ from types import ModuleType
 from typing import Any
 
 import pytest
+from connect_lambda import deployment
 from connect_lambda.lifecycle import LifecycleEvent, LifecyclePayload
 from connect_lambda.oauth import TokenExchange
 from connect_lambda.token_cache import UserTokenCache
 
-from tests.aws import AwsWorld
+from tests.aws import AwsWorld, load_template
 from tests.events import http_event
 from tests.factories import APP_KEY, CLIENT_KEY, new_secret
 from tests.fakes.atlassian_oauth import INVALID_GRANT, SERVER_ERROR, FakeAuthorizationServer
@@ -170,6 +171,27 @@ def test_context_api_without_authorizer_context_is_a_401(context_api, oauth):
     response = context_api.handler(http_event("GET", "/api/myself"), CONTEXT)
     assert response["statusCode"] == 401
     assert oauth.request_count == 0
+
+
+def test_context_api_product_request_times_out_before_the_function_does(context_api):
+    # a hung product must end in the library's own typed answer (503 with Retry-After, a logged reason), not in
+    # Lambda killing the function at its timeout: connect + read timeout of the product call must fit inside it
+    template = load_template()
+    function_timeout = template["Resources"]["ContextApiFunction"]["Properties"].get(
+        "Timeout", template["Globals"]["Function"]["Timeout"]
+    )
+    session = deployment.product_client().session
+    timeouts: list[Any] = []
+    original = session.request
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        timeouts.append(kwargs.get("timeout"))
+        return original(*args, **kwargs)
+
+    session.request = recording  # type: ignore[method-assign]
+    assert myself(context_api)[0] == 200
+    [(connect, read)] = timeouts
+    assert connect + read < function_timeout
 
 
 def test_context_api_logs_carry_neither_the_access_token_nor_the_assertion(
