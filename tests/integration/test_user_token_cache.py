@@ -7,6 +7,7 @@ tenants table, the idempotency table, a KMS key); the other impersonation test m
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -518,6 +519,20 @@ def test_whole_item_copied_under_another_users_key_never_yields_that_token(world
         return
     assert got.value != alice.value
     assert oauth.grant_for(got.value).account_id == BOB
+
+
+def test_undecryptable_item_does_not_leave_the_refresh_lease_held(world, oauth, clock, tenant):
+    # a copied (or otherwise undecryptable) ciphertext is found after this requester took the lease; whatever it
+    # answers, it must release the lease as every other failure path does, or every later requester for this user
+    # waits wait_seconds behind a lease nobody holds
+    world.cache(oauth, clock).token_for(tenant, ALICE, ["READ"])
+    alice_item = world.item(token_key(CLIENT_KEY, ALICE, ("READ",)))
+    bob_key = token_key(CLIENT_KEY, BOB, ("READ",))
+    world.dynamodb.put_item(TableName=world.tokens_table, Item={**alice_item, "tokenKey": {"S": bob_key}})
+    with contextlib.suppress(ConnectError):
+        world.cache(oauth, clock).token_for(tenant, BOB, ["READ"])
+    item = world.item(bob_key)
+    assert "leaseOwner" not in item, f"lease left held by {item['leaseOwner']['S']} until {item['leaseUntil']['N']}"
 
 
 # --- scopes -------------------------------------------------------------------------------------------------------
