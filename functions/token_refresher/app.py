@@ -40,5 +40,5 @@ def run(time_budget_seconds: float = 45.0) -> dict[str, int]:
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
     # leave time to report: stop refreshing well before the function's own timeout
-    budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - 10)
+    budget = max(1.0, context.get_remaining_time_in_millis() / 1000 - 15)
     return run(time_budget_seconds=budget)

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.logging.types import LogRecord
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 
 REDACTED = "[redacted]"
 _SENSITIVE_KEYS = frozenset(
@@ -70,6 +73,41 @@ def make_logger(service: str) -> Logger:
 
 
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "ConnectLambda")
+
+
+class OutcomeCounter:
+    """Counts a hot path's outcomes and writes them as CloudWatch EMF (through Powertools) every ``interval``.
+
+    The authorizer runs for every request the app receives; writing one metric record per request would cost more
+    than the verification itself. Counts are kept per dimension set and written by the first invocation after the
+    interval, so the metric is exact but up to ``interval`` late; what a container counted after its last write is
+    lost when Lambda shuts it down.
+    """
+
+    def __init__(
+        self, name: str, service: str, *, interval: float = 10.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._name = name
+        self._service = service
+        self._interval = interval
+        self._clock = clock
+        self._counts: dict[tuple[tuple[str, str], ...], int] = {}
+        self._last_flush = float("-inf")
+
+    def count(self, **dimensions: str) -> None:
+        key = tuple(sorted(dimensions.items()))
+        self._counts[key] = self._counts.get(key, 0) + 1
+        if self._clock() - self._last_flush >= self._interval:
+            self.flush()
+
+    def flush(self) -> None:
+        self._last_flush = self._clock()
+        counts, self._counts = self._counts, {}
+        for dimensions, value in counts.items():
+            with single_metric(name=self._name, unit=MetricUnit.Count, value=value, namespace=NAMESPACE) as metric:
+                metric.add_dimension("service", self._service)
+                for name, dimension in dimensions:
+                    metric.add_dimension(name, dimension)
 
 
 def make_metrics(service: str) -> Metrics:

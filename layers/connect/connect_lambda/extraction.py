@@ -35,8 +35,10 @@ class ExtractedToken:
         return f"ExtractedToken(transport={self.transport.value!r}, token=<{len(self.token)} chars>)"
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
+def _header(headers: Mapping[str, str], name: str, lowercased: bool) -> str | None:
     """The header's value, whatever the case of its name; two different values are two tokens."""
+    if lowercased:
+        return headers.get(name)
     found: str | None = None
     for key, candidate in headers.items():
         if key.lower() == name:
@@ -46,8 +48,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return found
 
 
-def _from_header(headers: Mapping[str, str]) -> str | None:
-    value = _header(headers, "authorization")
+def _from_header(headers: Mapping[str, str], lowercased: bool) -> str | None:
+    value = _header(headers, "authorization", lowercased)
     if value is None:
         return None
     scheme, _, credentials = value.strip().partition(" ")
@@ -61,8 +63,15 @@ def _from_query(raw_query: str) -> str | None:
         return None
     found: str | None = None
     for pair in raw_query.split("&"):
-        name, _, value = pair.partition("=")
-        if name != _JWT_SCHEME and unquote_plus(name) != _JWT_SCHEME:
+        if pair.startswith("jwt="):
+            value = pair[4:]
+        elif pair == _JWT_SCHEME:
+            value = ""
+        elif "%" in pair:
+            name, _, value = pair.partition("=")
+            if unquote_plus(name) != _JWT_SCHEME:
+                continue
+        else:
             continue
         token = unquote_plus(value)
         if found is not None and token != found:
@@ -79,9 +88,10 @@ def _check_shape(token: str) -> str:
     return token
 
 
-def extract_token(headers: Mapping[str, str], raw_query: str) -> ExtractedToken:
-    """The request's one Connect JWT and how it came. Header names are matched case-insensitively."""
-    header_token = _from_header(headers)
+def extract_token(headers: Mapping[str, str], raw_query: str, *, names_lowercased: bool = False) -> ExtractedToken:
+    """The request's one Connect JWT and how it came. Header names are matched case-insensitively
+    (``names_lowercased``: the caller has already lower-cased them and joined repeats, as API Gateway does)."""
+    header_token = _from_header(headers, names_lowercased)
     query_token = _from_query(raw_query) if raw_query else None
     if header_token is not None and query_token is not None:
         if header_token != query_token:

@@ -7,11 +7,15 @@ algorithm the route allows. The HMAC is compared in constant time.
 
 from __future__ import annotations
 
+import base64
 import binascii
+import functools
 import hmac
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 from jwt.utils import base64url_decode, base64url_encode
@@ -23,10 +27,12 @@ _COMPACT = re.compile(rb"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 
 @dataclass(frozen=True, slots=True)
 class UnverifiedToken:
-    header: dict[str, Any]
+    header: Mapping[str, Any]
     claims: dict[str, Any]
     signing_input: bytes
     signature: bytes
+    """The signature segment as sent (base64url, unpadded). Compared in its encoded form, so that only the one
+    canonical spelling of a signature verifies (a re-spelled last character is refused, not tolerated)."""
 
 
 def _json_object(segment: bytes, what: str) -> dict[str, Any]:
@@ -39,6 +45,12 @@ def _json_object(segment: bytes, what: str) -> dict[str, Any]:
     return value
 
 
+@functools.lru_cache(maxsize=64)
+def _header(segment: bytes) -> Mapping[str, Any]:
+    # headers repeat from token to token ({"typ":"JWT","alg":"HS256"}): parse each distinct one once
+    return MappingProxyType(_json_object(segment, "header"))
+
+
 def decode_unverified(token: str) -> UnverifiedToken:
     """Split and decode a compact JWS without trusting anything in it yet."""
     try:
@@ -47,14 +59,10 @@ def decode_unverified(token: str) -> UnverifiedToken:
         raise AuthenticationError("token is not ASCII", Reason.MALFORMED_TOKEN) from exc
     if not _COMPACT.fullmatch(raw):
         raise AuthenticationError("token is not a compact signed JWT", Reason.MALFORMED_TOKEN)
-    parts = raw.split(b".")
-    header = _json_object(parts[0], "header")
-    claims = _json_object(parts[1], "payload")
-    try:
-        signature = base64url_decode(parts[2])
-    except (binascii.Error, ValueError) as exc:
-        raise AuthenticationError("token signature is not base64url", Reason.MALFORMED_TOKEN) from exc
-    return UnverifiedToken(header, claims, parts[0] + b"." + parts[1], signature)
+    header_segment, payload_segment, signature = raw.split(b".")
+    header = _header(header_segment) if len(header_segment) <= 512 else _json_object(header_segment, "header")
+    claims = _json_object(payload_segment, "payload")
+    return UnverifiedToken(header, claims, header_segment + b"." + payload_segment, signature)
 
 
 def hs256_signature(signing_input: bytes, secret: bytes) -> bytes:
@@ -63,7 +71,8 @@ def hs256_signature(signing_input: bytes, secret: bytes) -> bytes:
 
 def hs256_valid(token: UnverifiedToken, secret: bytes) -> bool:
     """Constant-time comparison of the token's HMAC-SHA256 with the one computed from the secret."""
-    return hmac.compare_digest(hs256_signature(token.signing_input, secret), token.signature)
+    expected = base64.urlsafe_b64encode(hs256_signature(token.signing_input, secret)).rstrip(b"=")
+    return hmac.compare_digest(expected, token.signature)
 
 
 def encode_segment(data: bytes) -> str:

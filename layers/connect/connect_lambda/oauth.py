@@ -84,7 +84,7 @@ class TokenExchange:
         server_override: str | None = None,
         session: requests.Session | None = None,
         connect_timeout: float = 3.05,
-        read_timeout: float = 10.0,
+        read_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._override = server_override

@@ -85,7 +85,8 @@ class ProductClient:
         user_tokens: UserTokenCache | None = None,
         session: requests.Session | None = None,
         connect_timeout: float = 3.05,
-        read_timeout: float = 20.0,
+        read_timeout: float = 15.0,
+        deadline_seconds: float = 24.0,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -94,7 +95,9 @@ class ProductClient:
         self._tenants = tenants
         self._user_tokens = user_tokens
         self.session = session or requests.Session()
-        self._timeout = (connect_timeout, read_timeout)
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._deadline = deadline_seconds
         self._retry = retry or RetryPolicy()
         self._sleep = sleep
         self._clock = clock
@@ -148,15 +151,22 @@ class ProductClient:
         reauthenticated = False
         attempt = 0
         redirects = 0
+        # one deadline for the whole call (token, retries, redirects), shorter than the function's own timeout,
+        # so that a hung product ends in a typed 503 rather than in Lambda killing the function
+        deadline = self._clock() + self._deadline
         while True:
             request_headers = {
                 "Accept": "application/json",
                 **(headers or {}),
                 "Authorization": auth.header(method, url),
             }
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                raise DependencyUnavailableError(f"product at {tenant.base_url} did not answer in time")
+            timeout = (min(self._connect_timeout, remaining), min(self._read_timeout, remaining))
             try:
                 response = self.session.request(
-                    method, url, json=json, headers=request_headers, timeout=self._timeout, allow_redirects=False
+                    method, url, json=json, headers=request_headers, timeout=timeout, allow_redirects=False
                 )
             except requests.RequestException as exc:
                 raise DependencyUnavailableError(f"product at {tenant.base_url} could not be reached") from exc
@@ -173,16 +183,14 @@ class ProductClient:
                 )
             if status == 403:
                 raise ProductForbiddenError(f"product forbids {method} {path} for this {auth.kind}", response)
-            if status in RETRYABLE and attempt < self._retry.max_retries:
-                wait = _retry_after_seconds(response.headers.get("Retry-After"), self._clock())
-                wait = self._retry.default_wait_seconds * (2**attempt) if wait is None else wait
-                if wait <= self._retry.max_wait_seconds:
-                    response.close()
-                    attempt += 1
-                    self._sleep(wait)
-                    continue
             if status in RETRYABLE:
-                raise DependencyUnavailableError(f"product answered {status} after {attempt} retries")
+                wait = self._retry_wait(response, attempt, deadline)
+                if wait is None:
+                    raise DependencyUnavailableError(f"product answered {status} after {attempt} retries")
+                response.close()
+                attempt += 1
+                self._sleep(wait)
+                continue
             if 300 <= status < 400 and "Location" in response.headers:
                 url = self._same_host_redirect(tenant, url, response.headers["Location"])
                 response.close()
@@ -193,6 +201,16 @@ class ProductClient:
                     method, json = "GET", None
                 continue
             return response
+
+    def _retry_wait(self, response: requests.Response, attempt: int, deadline: float) -> float | None:
+        """Seconds to wait before retrying a 429/503 (``Retry-After`` or a backoff), or ``None``: do not retry."""
+        if attempt >= self._retry.max_retries:
+            return None
+        wait = _retry_after_seconds(response.headers.get("Retry-After"), self._clock())
+        wait = self._retry.default_wait_seconds * (2**attempt) if wait is None else wait
+        if wait > self._retry.max_wait_seconds or self._clock() + wait >= deadline:
+            return None
+        return wait
 
     @staticmethod
     def _same_host_redirect(tenant: TenantKey, current: str, location: str) -> str:

@@ -19,6 +19,7 @@ UTF-8 (``%FF``) are well-formed; like Java they decode to U+FFFD.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from urllib.parse import quote, unquote
@@ -41,6 +42,7 @@ CONTEXT_QSH = "context-qsh"
 
 JWT_PARAMETER = "jwt"
 
+_UNRESERVED_ONLY = re.compile(r"[A-Za-z0-9._~-]*")
 _ABSOLUTE_PREFIX = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*")
 _BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 # Java's Character.isWhitespace over the characters a raw request path could contain (StringUtils.isBlank).
@@ -76,31 +78,85 @@ def _utf16_units(value: str) -> bytes:
     return value.encode("utf-16-be", "surrogatepass")
 
 
+def _decode_and_encode(raw: str) -> tuple[str, str]:
+    decoded = _form_decode(raw)
+    return decoded, percent_encode(decoded)
+
+
+_cached_decode_and_encode = functools.lru_cache(maxsize=4096)(_decode_and_encode)
+_MAX_CACHED_COMPONENT = 256
+
+
+def _component(raw: str) -> tuple[str, str]:
+    """(decoded, canonically encoded) form of one raw name or value.
+
+    A component of unreserved characters only is its own decoding and encoding (the common case). Others are
+    memoised, since the same parameters recur request after request (``xdm_e``, ``cp``, ``lic``...); this is a
+    pure function of its input, and errors are never cached.
+    """
+    if _UNRESERVED_ONLY.fullmatch(raw):
+        return raw, raw
+    if len(raw) > _MAX_CACHED_COMPONENT:
+        return _decode_and_encode(raw)
+    return _cached_decode_and_encode(raw)
+
+
 def canonical_query(raw_query: str) -> str:
-    """Canonical query string of a raw (still encoded) query, without the leading ``?``."""
+    """Canonical query string of a raw (still encoded) query, without the leading ``?``.
+
+    The result depends only on the query without its ``jwt`` parameter, which recurs from one iframe load to the
+    next (same page, same user, a new token): that part is memoised, the token is checked for malformed escapes.
+    """
     if not raw_query:
         return ""
+    if "jwt=" in raw_query:
+        rest = []
+        for pair in raw_query.split("&"):
+            if pair.startswith("jwt="):
+                if "%" in pair and _BAD_ESCAPE.search(pair):
+                    raise MalformedRequestError("query string contains a malformed percent-escape")
+            else:
+                rest.append(pair)
+        raw_query = "&".join(rest)
+    if len(raw_query) > _MAX_CACHED_QUERY:
+        return _canonical_query(raw_query)
+    return _cached_canonical_query(raw_query)
+
+
+def _canonical_query(raw_query: str) -> str:
     grouped: dict[str, list[str]] = {}
+    encoded_names: dict[str, str] = {}
+    encoded_values: dict[str, str] = {}
     for pair in raw_query.split("&"):
         if not pair:
             continue
         name, _, value = pair.partition("=")
-        decoded_name = _form_decode(name)
-        decoded_value = _form_decode(value)
+        if name == JWT_PARAMETER:
+            if "%" in value and _BAD_ESCAPE.search(value):  # as malformed as anywhere else in the query
+                raise MalformedRequestError("query string contains a malformed percent-escape")
+            continue  # the token is excluded, and never decoded
+        decoded_name, encoded_name = _component(name)
         if decoded_name == JWT_PARAMETER:
             continue
+        decoded_value, encoded_value = _component(value)
+        encoded_values[decoded_value] = encoded_value
         values = grouped.get(decoded_name)
         if values is None:
             grouped[decoded_name] = [decoded_value]
+            encoded_names[decoded_name] = encoded_name
         else:
             values.append(decoded_value)
-    encoded: list[tuple[str, list[str]]] = []
-    for name, values in grouped.items():
+    parts = []
+    for decoded_name, values in grouped.items():
         if len(values) > 1:
             values.sort(key=_utf16_units)
-        encoded.append((percent_encode(name), values))
-    encoded.sort(key=lambda item: item[0])
-    return "&".join(f"{name}={','.join(percent_encode(v) for v in values)}" for name, values in encoded)
+        parts.append((encoded_names[decoded_name], ",".join(encoded_values[v] for v in values)))
+    parts.sort(key=lambda item: item[0])
+    return "&".join(f"{name}={value}" for name, value in parts)
+
+
+_cached_canonical_query = functools.lru_cache(maxsize=1024)(_canonical_query)
+_MAX_CACHED_QUERY = 2048
 
 
 def _normalise_base_path(base_path: str) -> str:

@@ -270,22 +270,30 @@ class UserTokenCache:
             or int(item.get("generation", {}).get("N", "-1")) != tenant.generation
         ):
             return None
-        token = AccessToken(
-            value=self._decrypt(key, item["tokenCiphertext"]["B"]),
-            expires_at=float(item["expiresAt"]["N"]),
-            scopes=scopes,
-        )
-        return token if self._fresh(token, now) else None
+        expires_at = float(item["expiresAt"]["N"])
+        if expires_at - self._margin <= now:
+            return None  # stale: no need to decrypt it
+        value = self._decrypt(key, item["tokenCiphertext"]["B"])
+        if value is None:
+            # not this item's ciphertext (copied from another user, or corrupted): never used, replaced by a refresh
+            logger.warning("a cached user token does not decrypt for its own item; it will be replaced")
+            return None
+        return AccessToken(value=value, expires_at=expires_at, scopes=scopes)
 
     def _context(self, key: str) -> dict[str, str]:
         return {"purpose": "user-token", "appKey": self._app_key, "tokenKey": key}
 
-    def _decrypt(self, key: str, ciphertext: bytes) -> str:
+    def _decrypt(self, key: str, ciphertext: bytes) -> str | None:
+        """The token, or ``None`` when the ciphertext is not this item's; KMS being unavailable raises."""
         try:
             response = self.kms.decrypt(
                 KeyId=self._key_id, CiphertextBlob=ciphertext, EncryptionContext=self._context(key)
             )
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("InvalidCiphertextException", "IncorrectKeyException"):
+                return None
+            raise _failure("decrypting the user token", exc) from exc
+        except BotoCoreError as exc:
             raise _failure("decrypting the user token", exc) from exc
         return response["Plaintext"].decode("utf-8")
 
@@ -419,9 +427,13 @@ class UserTokenCache:
             acquired, item = self._take_lease(key, tenant, account_id, scopes)
             if acquired:
                 # someone may have stored a fresh token between our read and the lease: use it, do not re-fetch
-                token = self._usable(
-                    item, key=key, tenant=tenant, account_id=account_id, scopes=scopes, now=self._clock()
-                )
+                try:
+                    token = self._usable(
+                        item, key=key, tenant=tenant, account_id=account_id, scopes=scopes, now=self._clock()
+                    )
+                except BaseException:
+                    self._release_lease(key)
+                    raise
                 if token is None:
                     return self._exchange_and_store(key, tenant, account_id, scopes)
                 self._release_lease(key)
