@@ -23,9 +23,11 @@ from connect_lambda.signed_install import SignedInstallVerifier
 from connect_lambda.tenant_store import TenantStore
 from connect_lambda.tenant_token import TenantTokenVerifier
 from connect_lambda.token_cache import UserTokenCache
+from connect_lambda.tracing import trace_aws_calls
 
 
 def _base_url_from_parameter(name: str) -> str:
+    trace_aws_calls()
     from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only where the template uses it
 
     try:
@@ -47,6 +49,7 @@ def settings() -> AppSettings:
 
 @functools.cache
 def tenant_store() -> TenantStore:
+    trace_aws_calls()
     return TenantStore(
         table_name=required_env("TENANTS_TABLE"),
         key_id=required_env("SECRETS_KEY_ID"),
@@ -74,6 +77,7 @@ def install_verifier() -> SignedInstallVerifier:
 
 @functools.cache
 def user_tokens() -> UserTokenCache:
+    trace_aws_calls()
     config = settings()
     return UserTokenCache(
         table_name=required_env("TOKEN_CACHE_TABLE"),
