@@ -46,6 +46,7 @@ def function_env(**overrides: str) -> dict[str, str]:
         "SECRETS_KEY_ID": "alias/not-created",
         "POWERTOOLS_METRICS_NAMESPACE": "ConnectLambda",
         "POWERTOOLS_LOG_LEVEL": "INFO",
+        "POWERTOOLS_TRACE_DISABLED": "true",
         "AWS_ENDPOINT_URL": "",
     }
     env.update(overrides)
