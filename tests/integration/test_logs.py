@@ -89,9 +89,7 @@ def test_a_full_lifecycle_run_logs_neither_the_shared_secret_nor_any_token(world
     # the capture saw the run: structured lines from both functions, with the tenant and the decisions (allowed
     # requests are not logged by the authorizer: they are counted, and the API's access log records them)
     messages = [json.loads(line) for line in stdout_lines if line.startswith("{") and '"message"' in line]
-    assert {"installed", "request denied", "lifecycle request refused"} <= {
-        m["message"] for m in messages
-    }
+    assert {"installed", "request denied", "lifecycle request refused"} <= {m["message"] for m in messages}
     assert any(m.get("clientKey") == CLIENT_KEY for m in messages)
     assert records.texts
     everything = [captured.out, captured.err, *records.texts]
