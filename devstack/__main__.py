@@ -173,6 +173,15 @@ def status() -> int:
 
 
 def main() -> int:
+    try:
+        return run_command()
+    except RuntimeError as exc:
+        say(f"FAILED: {exc}")
+        say(f"the logs are in {LOGS}; `make stop` stops what was started, then `make run` tries again")
+        return 1
+
+
+def run_command() -> int:
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="start moto, the simulated Atlassian, sam build and sam local start-api")

@@ -70,3 +70,22 @@ def test_start_api_allows_a_signed_request_and_refuses_forged_and_missing_tokens
     refused = requests.get(f"{stack.api}/pages/hello?jwt={forged}", timeout=60)
     assert refused.status_code == 403
     assert requests.get(stack.api + "/pages/hello", timeout=60).status_code == 403
+
+
+_ELF_MACHINES = {0x3E: "x86_64", 0xB7: "arm64"}
+
+
+def test_sam_build_builds_every_function_and_the_layer_for_the_functions_architecture(stack: Stack) -> None:
+    build = ROOT / ".aws-sam" / "build"
+    template = (build / "template.yaml").read_text()
+    for function in (ROOT / "functions").iterdir():
+        if (function / "app.py").exists():
+            logical_id = "".join(part.capitalize() for part in function.name.split("_")) + "Function"
+            assert (build / logical_id / "app.py").exists(), logical_id
+            assert logical_id in template
+    layer = build / "ConnectLayer" / "python"
+    assert (layer / "connect_lambda" / "tenant_token.py").exists()
+    assert (layer / "connect_apigw" / "requests.py").exists()
+    native = next(layer.glob("cryptography/hazmat/bindings/_rust*.so"))
+    machine = int.from_bytes(native.read_bytes()[18:20], "little")
+    assert _ELF_MACHINES.get(machine) == stack.env.get("LOCAL_ENV_ARCH", "x86_64")
