@@ -11,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_apigw.observability import make_logger
 from connect_apigw.requests import caller_identity
-from connect_apigw.responses import error_response, error_status, json_response
+from connect_apigw.responses import answers_errors, json_response
 from connect_lambda import deployment
 from connect_lambda.errors import ConnectError, Reason
 
@@ -20,31 +20,24 @@ logger = make_logger("connect-context-api")
 MYSELF_FIELDS = ("accountId", "displayName", "accountType", "active", "timeZone", "locale")
 
 
+@answers_errors(logger, "context API")
 def handle(event: dict[str, Any]) -> dict[str, Any]:
+    caller = caller_identity(event)
+    if not caller.account_id:
+        raise ConnectError("this API acts as a user; the token carries none", Reason.FORBIDDEN)
+    logger.append_keys(clientKey=caller.client_key)
+    product = deployment.product_client().as_user(caller.client_key, caller.account_id, scopes=("READ",))
+    response = product.get("/rest/api/3/myself")
+    if response.status_code != 200:
+        logger.warning("product answered", extra={"status": response.status_code})
+        return json_response(502, {"error": "bad_gateway", "productStatus": response.status_code})
     try:
-        caller = caller_identity(event)
-        if not caller.account_id:
-            raise ConnectError("this API acts as a user; the token carries none", Reason.FORBIDDEN)
-        logger.append_keys(clientKey=caller.client_key)
-        product = deployment.product_client().as_user(caller.client_key, caller.account_id, scopes=("READ",))
-        response = product.get("/rest/api/3/myself")
-        if response.status_code != 200:
-            logger.warning("product answered", extra={"status": response.status_code})
-            return json_response(502, {"error": "bad_gateway", "productStatus": response.status_code})
         myself = response.json()
-        return json_response(200, {key: myself.get(key) for key in MYSELF_FIELDS if key in myself})
-    except ConnectError as exc:
-        status = error_status(exc)
-        (logger.error if status >= 500 else logger.warning)(
-            "context API refused", extra={"status": status, "reason": exc.reason.value, "error": str(exc)}
-        )
-        return error_response(exc)
     except ValueError as exc:
-        logger.warning("product answer is not JSON")
-        return error_response(ConnectError(str(exc), Reason.PRODUCT_ERROR))
-    except Exception as exc:
-        logger.exception("context API failed unexpectedly")
-        return error_response(exc)
+        raise ConnectError("product answer is not JSON", Reason.PRODUCT_ERROR) from exc
+    if not isinstance(myself, dict):
+        raise ConnectError("product answer is not a JSON object", Reason.PRODUCT_ERROR)
+    return json_response(200, {key: myself.get(key) for key in MYSELF_FIELDS if key in myself})
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -14,10 +14,9 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_apigw.observability import make_logger
 from connect_apigw.requests import lower_headers
-from connect_apigw.responses import error_response
+from connect_apigw.responses import answers_errors
 from connect_lambda import deployment
 from connect_lambda.descriptor import build_descriptor
-from connect_lambda.errors import ConnectError
 
 logger = make_logger("connect-descriptor")
 
@@ -57,12 +56,9 @@ def etag_matches(if_none_match: str | None, etag: str) -> bool:
     return any(tag.strip().removeprefix("W/") == etag for tag in if_none_match.split(","))
 
 
+@answers_errors(logger, "descriptor")
 def handle(event: dict[str, Any]) -> dict[str, Any]:
-    try:
-        body, etag = render()
-    except ConnectError as exc:
-        logger.error("descriptor cannot be rendered", extra={"reason": exc.reason.value, "error": str(exc)})
-        return error_response(exc)
+    body, etag = render()
     headers = {
         "Content-Type": "application/json",
         "Cache-Control": "public, max-age=60, must-revalidate",

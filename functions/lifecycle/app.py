@@ -15,7 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_apigw.observability import make_logger, make_metrics
 from connect_apigw.requests import HttpRequest, caller_identity, http_request
-from connect_apigw.responses import empty_response, error_response, error_status
+from connect_apigw.responses import answers_errors, empty_response
 from connect_lambda import deployment
 from connect_lambda.errors import AuthenticationError, ConnectError, Reason
 from connect_lambda.extraction import extract_token
@@ -103,22 +103,17 @@ ROUTES: dict[str, Callable[[HttpRequest, dict[str, Any]], dict[str, Any]]] = {
 }
 
 
+def _count_refusal(status: int) -> None:
+    metrics.add_metric(name="LifecycleRefused", unit=MetricUnit.Count, value=1)
+
+
+@answers_errors(logger, "lifecycle request", on_refused=_count_refusal)
 def handle(event: dict[str, Any]) -> dict[str, Any]:
-    try:
-        request = http_request(event)
-        route = ROUTES.get(request.route_key)
-        if route is None:
-            return error_response(ConnectError("no such lifecycle route", Reason.NOT_FOUND))
-        return route(request, event)
-    except ConnectError as exc:
-        status = error_status(exc)
-        log = logger.error if status >= 500 else logger.warning
-        log("lifecycle request refused", extra={"status": status, "reason": exc.reason.value, "error": str(exc)})
-        metrics.add_metric(name="LifecycleRefused", unit=MetricUnit.Count, value=1)
-        return error_response(exc)
-    except Exception as exc:
-        logger.exception("lifecycle request failed unexpectedly")
-        return error_response(exc)
+    request = http_request(event)
+    route = ROUTES.get(request.route_key)
+    if route is None:
+        raise ConnectError("no such lifecycle route", Reason.NOT_FOUND)
+    return route(request, event)
 
 
 @metrics.log_metrics

@@ -12,9 +12,8 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_apigw.observability import make_logger
 from connect_apigw.requests import caller_identity
-from connect_apigw.responses import error_response, html_response
+from connect_apigw.responses import answers_errors, html_response
 from connect_lambda import deployment
-from connect_lambda.errors import ConnectError
 
 logger = make_logger("connect-page")
 
@@ -54,27 +53,21 @@ def frame_ancestors() -> str:
     return " ".join(sources)
 
 
+@answers_errors(logger, "page")
 def handle(event: dict[str, Any]) -> dict[str, Any]:
-    try:
-        caller = caller_identity(event)
-        base_url = deployment.settings().app_base_url
-        body = PAGE.format(
-            client_key=html.escape(caller.client_key),
-            account_id=html.escape(caller.account_id or "anonymous"),
-            base_url=html.escape(base_url, quote=True),
-        )
-        headers = {
-            "Content-Security-Policy": f"frame-ancestors {frame_ancestors()}",
-            "Referrer-Policy": "no-referrer",
-            "X-Content-Type-Options": "nosniff",
-        }
-        return html_response(200, body, headers)
-    except ConnectError as exc:
-        logger.warning("page refused", extra={"reason": exc.reason.value})
-        return error_response(exc)
-    except Exception as exc:
-        logger.exception("page failed unexpectedly")
-        return error_response(exc)
+    caller = caller_identity(event)
+    base_url = deployment.settings().app_base_url
+    body = PAGE.format(
+        client_key=html.escape(caller.client_key),
+        account_id=html.escape(caller.account_id or "anonymous"),
+        base_url=html.escape(base_url, quote=True),
+    )
+    headers = {
+        "Content-Security-Policy": f"frame-ancestors {frame_ancestors()}",
+        "Referrer-Policy": "no-referrer",
+        "X-Content-Type-Options": "nosniff",
+    }
+    return html_response(200, body, headers)
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -23,8 +23,8 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_apigw.observability import make_logger, make_metrics
 from connect_apigw.requests import caller_identity, http_request
-from connect_apigw.responses import error_response, error_status, json_response
-from connect_lambda.errors import ConnectError, InvalidPayloadError, MalformedRequestError
+from connect_apigw.responses import answers_errors, json_response
+from connect_lambda.errors import InvalidPayloadError, MalformedRequestError
 
 logger = make_logger("connect-webhook")
 metrics = make_metrics("webhook")
@@ -57,37 +57,31 @@ def _idempotent_process() -> Callable[..., dict[str, Any]]:
     return wrapped
 
 
+@answers_errors(logger, "webhook")
 def handle(event: dict[str, Any], context: LambdaContext | None = None) -> dict[str, Any]:
-    try:
-        caller = caller_identity(event)
-        request = http_request(event, max_body_bytes=MAX_WEBHOOK_BYTES)
-        name = (event.get("pathParameters") or {}).get("event", "")
-        if not isinstance(name, str) or not _EVENT_NAME.fullmatch(name):
-            raise MalformedRequestError("unknown webhook route")
-        webhook_id = request.header("x-atlassian-webhook-identifier") or ""
-        if not _WEBHOOK_ID.fullmatch(webhook_id):
-            raise MalformedRequestError("X-Atlassian-Webhook-Identifier is missing or malformed")
-        body = request.json_body(max_bytes=MAX_WEBHOOK_BYTES)
-        if not isinstance(body, dict):
-            raise InvalidPayloadError("webhook body must be a JSON object")
-        webhook_event = body.get("webhookEvent")
-        delivery = {
-            "clientKey": caller.client_key,
-            "webhookId": webhook_id,
-            "event": name,
-            "webhookEvent": webhook_event if isinstance(webhook_event, str) else None,
-        }
-        logger.append_keys(clientKey=caller.client_key, webhookId=webhook_id)
-        if context is not None:
-            IDEMPOTENCY_CONFIG.register_lambda_context(context)
-        result = _idempotent_process()(delivery=delivery)
-        return json_response(200, result)
-    except ConnectError as exc:
-        logger.warning("webhook refused", extra={"status": error_status(exc), "reason": exc.reason.value})
-        return error_response(exc)
-    except Exception as exc:
-        logger.exception("webhook failed unexpectedly")
-        return error_response(exc)
+    caller = caller_identity(event)
+    request = http_request(event, max_body_bytes=MAX_WEBHOOK_BYTES)
+    name = (event.get("pathParameters") or {}).get("event", "")
+    if not isinstance(name, str) or not _EVENT_NAME.fullmatch(name):
+        raise MalformedRequestError("unknown webhook route")
+    webhook_id = request.header("x-atlassian-webhook-identifier") or ""
+    if not _WEBHOOK_ID.fullmatch(webhook_id):
+        raise MalformedRequestError("X-Atlassian-Webhook-Identifier is missing or malformed")
+    body = request.json_body(max_bytes=MAX_WEBHOOK_BYTES)
+    if not isinstance(body, dict):
+        raise InvalidPayloadError("webhook body must be a JSON object")
+    webhook_event = body.get("webhookEvent")
+    delivery = {
+        "clientKey": caller.client_key,
+        "webhookId": webhook_id,
+        "event": name,
+        "webhookEvent": webhook_event if isinstance(webhook_event, str) else None,
+    }
+    logger.append_keys(clientKey=caller.client_key, webhookId=webhook_id)
+    if context is not None:
+        IDEMPOTENCY_CONFIG.register_lambda_context(context)
+    result = _idempotent_process()(delivery=delivery)
+    return json_response(200, result)
 
 
 @metrics.log_metrics

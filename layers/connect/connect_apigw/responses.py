@@ -7,10 +7,12 @@ a secret; dependency failures are 503 so that Atlassian retries lifecycle callba
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
+from aws_lambda_powertools import Logger
 from connect_lambda.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -79,3 +81,33 @@ def error_response(exc: BaseException) -> dict[str, Any]:
     reason = exc.reason.value if isinstance(exc, ConnectError) else "bad_request"
     message = exc.args[0] if isinstance(exc, ConnectError) and exc.args else reason
     return json_response(status, {"error": reason, "message": message})
+
+
+Handler = TypeVar("Handler", bound=Callable[..., dict[str, Any]])
+
+
+def answers_errors(
+    logger: Logger, what: str, on_refused: Callable[[int], None] | None = None
+) -> Callable[[Handler], Handler]:
+    """The handlers' one error path: a library error becomes its HTTP answer (logged with status and reason, at
+    error level when it is ours to fix or retry), anything unexpected a 500 whose stack trace stays in the logs."""
+
+    def decorate(handle: Handler) -> Handler:
+        @functools.wraps(handle)
+        def answered(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            try:
+                return handle(*args, **kwargs)
+            except ConnectError as exc:
+                status = error_status(exc)
+                log = logger.error if status >= 500 else logger.warning
+                log(f"{what} refused", extra={"status": status, "reason": exc.reason.value, "error": str(exc)})
+                if on_refused is not None:
+                    on_refused(status)
+                return error_response(exc)
+            except Exception as exc:
+                logger.exception(f"{what} failed unexpectedly")
+                return error_response(exc)
+
+        return answered  # type: ignore[return-value]
+
+    return decorate

@@ -39,17 +39,21 @@ def _optional_url(env: Mapping[str, str], name: str) -> str | None:
     return _http_url(name, value) if value else None
 
 
-def parse_leeway(text: str | None) -> int:
-    """Clock-skew leeway in seconds: an integer from 0 to 60 (Java's 30 is the default; 90 is too lax)."""
+def _bounded_int(name: str, text: str | None, default: int, maximum: int) -> int:
     if text is None or not text.strip():
-        return DEFAULT_LEEWAY_SECONDS
+        return default
     try:
         value = int(text.strip())
     except ValueError as exc:
-        raise ConfigurationError("JWT_LEEWAY_SECONDS must be an integer") from exc
-    if not 0 <= value <= MAX_LEEWAY_SECONDS:
-        raise ConfigurationError(f"JWT_LEEWAY_SECONDS must be between 0 and {MAX_LEEWAY_SECONDS}")
+        raise ConfigurationError(f"{name} must be an integer") from exc
+    if not 0 <= value <= maximum:
+        raise ConfigurationError(f"{name} must be between 0 and {maximum}")
     return value
+
+
+def parse_leeway(text: str | None) -> int:
+    """Clock-skew leeway in seconds: an integer from 0 to 60 (Java's 30 is the default; 90 is too lax)."""
+    return _bounded_int("JWT_LEEWAY_SECONDS", text, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS)
 
 
 DEFAULT_TENANT_CACHE_SECONDS = 60
@@ -62,15 +66,7 @@ def parse_tenant_cache_seconds(text: str | None) -> int:
     It bounds how long a disable or uninstall takes to reach every warm container; a reinstall's new secret is
     picked up at once regardless (the verifier re-reads a tenant before refusing one of its tokens).
     """
-    if text is None or not text.strip():
-        return DEFAULT_TENANT_CACHE_SECONDS
-    try:
-        value = int(text.strip())
-    except ValueError as exc:
-        raise ConfigurationError("TENANT_CACHE_SECONDS must be an integer") from exc
-    if not 0 <= value <= MAX_TENANT_CACHE_SECONDS:
-        raise ConfigurationError(f"TENANT_CACHE_SECONDS must be between 0 and {MAX_TENANT_CACHE_SECONDS}")
-    return value
+    return _bounded_int("TENANT_CACHE_SECONDS", text, DEFAULT_TENANT_CACHE_SECONDS, MAX_TENANT_CACHE_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)

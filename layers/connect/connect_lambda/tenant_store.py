@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connect_lambda.errors import ConnectError, DependencyUnavailableError, Reason
+from connect_lambda.aws import AwsClients, error_code, is_condition_failure, unavailable
+from connect_lambda.errors import ConnectError, Reason
 from connect_lambda.lifecycle import LifecycleEvent, LifecyclePayload
 from connect_lambda.tenants import TenantKey, TenantState
 
@@ -110,18 +111,13 @@ def _n(item: dict[str, Any], name: str) -> int | None:
     return int(value["N"]) if value and "N" in value else None
 
 
-def _aws_failure(action: str, exc: Exception) -> DependencyUnavailableError:
-    code = exc.response.get("Error", {}).get("Code", "Unknown") if isinstance(exc, ClientError) else type(exc).__name__
-    return DependencyUnavailableError(f"{action} failed ({code})")
-
-
 @dataclass(slots=True)
 class _Cached:
     key: TenantKey | None
     fetched_at: float
 
 
-class TenantStore:
+class TenantStore(AwsClients):
     """The tenants table. Implements :class:`connect_lambda.tenants.TenantKeyLookup` for the verifier."""
 
     def __init__(
@@ -140,30 +136,12 @@ class TenantStore:
         self._table = table_name
         self._key_id = key_id
         self._app_key = app_key
-        self._dynamodb = dynamodb
-        self._kms = kms
+        super().__init__(dynamodb, kms)
         self._cache_seconds = cache_seconds
         self._min_refresh = min_refresh_seconds
         self._max_cached = max_cached
         self._clock = clock
         self._cache: OrderedDict[str, _Cached] = OrderedDict()
-
-    # clients are created on first use, not at import: cold starts pay only for what a request needs
-    @property
-    def dynamodb(self) -> DynamoDBClient:
-        if self._dynamodb is None:
-            import boto3  # noqa: PLC0415
-
-            self._dynamodb = boto3.client("dynamodb")
-        return self._dynamodb
-
-    @property
-    def kms(self) -> KMSClient:
-        if self._kms is None:
-            import boto3  # noqa: PLC0415
-
-            self._kms = boto3.client("kms")
-        return self._kms
 
     def _context(self, client_key: str) -> dict[str, str]:
         return {"clientKey": client_key, "appKey": self._app_key}
@@ -198,7 +176,7 @@ class TenantStore:
                 TableName=self._table, Key={"clientKey": {"S": client_key}}, ConsistentRead=True
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _aws_failure("reading the tenant", exc) from exc
+            raise unavailable("reading the tenant", exc) from exc
         item = response.get("Item")
         return dict(item) if item else None
 
@@ -245,7 +223,7 @@ class TenantStore:
                 KeyId=self._key_id, Plaintext=secret.encode("utf-8"), EncryptionContext=self._context(client_key)
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _aws_failure("encrypting the shared secret", exc) from exc
+            raise unavailable("encrypting the shared secret", exc) from exc
         return response["CiphertextBlob"]
 
     def _decrypt(self, client_key: str, ciphertext: bytes) -> bytes:
@@ -254,12 +232,12 @@ class TenantStore:
                 KeyId=self._key_id, CiphertextBlob=ciphertext, EncryptionContext=self._context(client_key)
             )
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
+            code = error_code(exc)
             if code in ("InvalidCiphertextException", "IncorrectKeyException"):
                 raise SecretUnreadableError("stored secret does not decrypt for this tenant") from exc
-            raise _aws_failure("decrypting the shared secret", exc) from exc
+            raise unavailable("decrypting the shared secret", exc) from exc
         except BotoCoreError as exc:
-            raise _aws_failure("decrypting the shared secret", exc) from exc
+            raise unavailable("decrypting the shared secret", exc) from exc
         return response["Plaintext"]
 
     # --- lifecycle writes -------------------------------------------------------------------------------------
@@ -308,11 +286,11 @@ class TenantStore:
                 ReturnValues="UPDATED_OLD",
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failure(exc):
                 return InstallResult(WriteOutcome.STALE)
-            raise _aws_failure("saving the tenant", exc) from exc
+            raise unavailable("saving the tenant", exc) from exc
         except BotoCoreError as exc:
-            raise _aws_failure("saving the tenant", exc) from exc
+            raise unavailable("saving the tenant", exc) from exc
         self.forget(payload.client_key)
         created = "version" not in response.get("Attributes", {})
         others = self._other_tenants_at(payload.base_url, payload.client_key) if created else ()
@@ -361,11 +339,11 @@ class TenantStore:
                 ExpressionAttributeValues=values,
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+            if is_condition_failure(exc):
                 return WriteOutcome.STALE if self._get_item(client_key) else WriteOutcome.UNKNOWN_TENANT
-            raise _aws_failure(f"recording the {event.value} event", exc) from exc
+            raise unavailable(f"recording the {event.value} event", exc) from exc
         except BotoCoreError as exc:
-            raise _aws_failure(f"recording the {event.value} event", exc) from exc
+            raise unavailable(f"recording the {event.value} event", exc) from exc
         self.forget(client_key)
         return WriteOutcome.UPDATED
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connect_lambda.errors import DependencyUnavailableError
+from connect_lambda.aws import AwsClients, error_code, is_condition_failure, unavailable
 from connect_lambda.oauth import AccessToken, TokenExchange, normalise_scopes
 from connect_lambda.tenants import TenantKey
 
@@ -49,15 +49,6 @@ def due_bucket(expires_at: float) -> int:
     return int(expires_at) // BUCKET_SECONDS
 
 
-def _is_condition_failure(exc: ClientError) -> bool:
-    return exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException"
-
-
-def _failure(action: str, exc: Exception) -> DependencyUnavailableError:
-    code = exc.response.get("Error", {}).get("Code", "Unknown") if isinstance(exc, ClientError) else type(exc).__name__
-    return DependencyUnavailableError(f"{action} failed ({code})")
-
-
 @dataclass(frozen=True, slots=True)
 class _Remembered:
     token: AccessToken
@@ -77,7 +68,7 @@ class DueToken:
     last_used_at: float
 
 
-class UserTokenCache:
+class UserTokenCache(AwsClients):
     def __init__(
         self,
         *,
@@ -100,8 +91,7 @@ class UserTokenCache:
         self._key_id = key_id
         self._app_key = app_key
         self._exchange = exchange
-        self._dynamodb = dynamodb
-        self._kms = kms
+        super().__init__(dynamodb, kms)
         self._margin = margin_seconds
         self._lease = lease_seconds
         self._wait = wait_seconds
@@ -111,22 +101,6 @@ class UserTokenCache:
         self._owner = owner or f"{os.getpid()}-{uuid.uuid4().hex}"
         self._max_remembered = max_remembered
         self._memory: dict[str, _Remembered] = {}
-
-    @property
-    def dynamodb(self) -> DynamoDBClient:
-        if self._dynamodb is None:
-            import boto3  # noqa: PLC0415 - created on first use, not at import
-
-            self._dynamodb = boto3.client("dynamodb")
-        return self._dynamodb
-
-    @property
-    def kms(self) -> KMSClient:
-        if self._kms is None:
-            import boto3  # noqa: PLC0415
-
-            self._kms = boto3.client("kms")
-        return self._kms
 
     # --- the public surface ----------------------------------------------------------------------------------
     def token_for(self, tenant: TenantKey, account_id: str, scopes: Iterable[str]) -> AccessToken:
@@ -168,10 +142,10 @@ class UserTokenCache:
                 ConditionExpression="attribute_exists(tokenKey)",
             )
         except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise _failure("invalidating the user token", exc) from exc
+            if not is_condition_failure(exc):
+                raise unavailable("invalidating the user token", exc) from exc
         except BotoCoreError as exc:
-            raise _failure("invalidating the user token", exc) from exc
+            raise unavailable("invalidating the user token", exc) from exc
 
     def due_tokens(
         self, *, now: float, horizon_seconds: float, lookback_seconds: float, limit: int
@@ -201,7 +175,7 @@ class UserTokenCache:
                 try:
                     response = self.dynamodb.query(**request)
                 except (ClientError, BotoCoreError) as exc:
-                    raise _failure("finding due user tokens", exc) from exc
+                    raise unavailable("finding due user tokens", exc) from exc
                 for item in response.get("Items", []):
                     remaining -= 1
                     yield DueToken(
@@ -228,16 +202,16 @@ class UserTokenCache:
                 ConditionExpression="attribute_exists(tokenKey)",
             )
         except ClientError as exc:
-            if not _is_condition_failure(exc):
-                raise _failure("unscheduling the user token", exc) from exc
+            if not is_condition_failure(exc):
+                raise unavailable("unscheduling the user token", exc) from exc
         except BotoCoreError as exc:
-            raise _failure("unscheduling the user token", exc) from exc
+            raise unavailable("unscheduling the user token", exc) from exc
 
     def delete(self, key: str) -> None:
         try:
             self.dynamodb.delete_item(TableName=self._table, Key={"tokenKey": {"S": key}})
         except (ClientError, BotoCoreError) as exc:
-            raise _failure("deleting the user token", exc) from exc
+            raise unavailable("deleting the user token", exc) from exc
 
     # --- reading -----------------------------------------------------------------------------------------------
     def _fresh(self, token: AccessToken, now: float) -> bool:
@@ -247,7 +221,7 @@ class UserTokenCache:
         try:
             response = self.dynamodb.get_item(TableName=self._table, Key={"tokenKey": {"S": key}}, ConsistentRead=True)
         except (ClientError, BotoCoreError) as exc:
-            raise _failure("reading the user token", exc) from exc
+            raise unavailable("reading the user token", exc) from exc
         item = response.get("Item")
         return dict(item) if item else None
 
@@ -290,11 +264,11 @@ class UserTokenCache:
                 KeyId=self._key_id, CiphertextBlob=ciphertext, EncryptionContext=self._context(key)
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("InvalidCiphertextException", "IncorrectKeyException"):
+            if error_code(exc) in ("InvalidCiphertextException", "IncorrectKeyException"):
                 return None
-            raise _failure("decrypting the user token", exc) from exc
+            raise unavailable("decrypting the user token", exc) from exc
         except BotoCoreError as exc:
-            raise _failure("decrypting the user token", exc) from exc
+            raise unavailable("decrypting the user token", exc) from exc
         return response["Plaintext"].decode("utf-8")
 
     def _encrypt(self, key: str, value: str) -> bytes:
@@ -303,7 +277,7 @@ class UserTokenCache:
                 KeyId=self._key_id, Plaintext=value.encode("utf-8"), EncryptionContext=self._context(key)
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _failure("encrypting the user token", exc) from exc
+            raise unavailable("encrypting the user token", exc) from exc
         return response["CiphertextBlob"]
 
     def _remember(self, key: str, token: AccessToken, generation: int, touched_at: float) -> None:
@@ -360,11 +334,11 @@ class UserTokenCache:
                 ReturnValues="ALL_NEW",
             )
         except ClientError as exc:
-            if _is_condition_failure(exc):
+            if is_condition_failure(exc):
                 return False, {}
-            raise _failure("taking the refresh lease", exc) from exc
+            raise unavailable("taking the refresh lease", exc) from exc
         except BotoCoreError as exc:
-            raise _failure("taking the refresh lease", exc) from exc
+            raise unavailable("taking the refresh lease", exc) from exc
         return True, dict(response.get("Attributes", {}))
 
     def _release_lease(self, key: str) -> None:
@@ -414,8 +388,8 @@ class UserTokenCache:
             )
         except ClientError as exc:
             # lost the lease (we were too slow): the token is still good for this caller, just not cached
-            if not _is_condition_failure(exc):
-                logger.warning("could not cache the user token: %s", exc.response.get("Error", {}).get("Code"))
+            if not is_condition_failure(exc):
+                logger.warning("could not cache the user token: %s", error_code(exc))
         except BotoCoreError as exc:
             logger.warning("could not cache the user token: %s", type(exc).__name__)
         self._remember(key, token, tenant.generation, touched_at=now if used else 0.0)

@@ -1,0 +1,52 @@
+"""What the AWS-backed stores share: boto3 clients made on first use, and AWS errors turned into typed ones."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from botocore.exceptions import ClientError
+
+from connect_lambda.errors import DependencyUnavailableError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
+
+
+def error_code(exc: Exception) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "Unknown"))
+    return type(exc).__name__
+
+
+def is_condition_failure(exc: ClientError) -> bool:
+    return error_code(exc) == "ConditionalCheckFailedException"
+
+
+def unavailable(action: str, exc: Exception) -> DependencyUnavailableError:
+    """A typed 'try again later' for a failed AWS call; the message names the action and the AWS error code only."""
+    return DependencyUnavailableError(f"{action} failed ({error_code(exc)})")
+
+
+class AwsClients:
+    """DynamoDB and KMS clients, created on first use so that a cold start pays only for what a request needs."""
+
+    def __init__(self, dynamodb: DynamoDBClient | None = None, kms: KMSClient | None = None) -> None:
+        self._dynamodb = dynamodb
+        self._kms = kms
+
+    @property
+    def dynamodb(self) -> DynamoDBClient:
+        if self._dynamodb is None:
+            import boto3  # noqa: PLC0415 - created on first use, not at import
+
+            self._dynamodb = boto3.client("dynamodb")
+        return self._dynamodb
+
+    @property
+    def kms(self) -> KMSClient:
+        if self._kms is None:
+            import boto3  # noqa: PLC0415
+
+            self._kms = boto3.client("kms")
+        return self._kms
