@@ -26,16 +26,15 @@ import hmac
 import itertools
 import json
 import secrets
-import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
+from tests.fakes.loopback import LoopbackServer
 from tests.leakcheck import register_secret
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
@@ -123,16 +122,7 @@ SERVER_ERROR = Answer(500, b'{"error":"server_error"}')
 GARBAGE = Answer(200, b"<html><body>\x00\xff this is not JSON</body></html>", "text/html")
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        if isinstance(sys.exc_info()[1], OSError):  # a client that timed out and went away
-            return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]
-
-
-class FakeAuthorizationServer:
+class FakeAuthorizationServer(LoopbackServer):
     """``with FakeAuthorizationServer() as oauth: oauth.register_tenant(...)``; ``oauth.base_url``; ``oauth.requests``.
 
     * ``audience``: the ``aud`` the assertion must carry (default: this server's own base URL, as when the client
@@ -170,30 +160,9 @@ class FakeAuthorizationServer:
         self._rejected_accounts: set[str] = set()
         self._serial = itertools.count(1)
         self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-oauth", daemon=True
-        )
+        super().__init__(self._handler_class())
 
     # lifecycle ---------------------------------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeAuthorizationServer:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     @property
     def token_url(self) -> str:
@@ -391,7 +360,7 @@ class FakeAuthorizationServer:
         if self.on_request is not None:
             self.on_request(request)
         if self.delay:
-            self._closing.wait(self.delay)
+            self.closing.wait(self.delay)
         grant = self._issue(request, tenant)
         request.grant = grant
         body = {
@@ -421,7 +390,7 @@ class FakeAuthorizationServer:
                 with contextlib.suppress(OSError):  # the client may have given up: that is the point of a hang
                     if answer is None:
                         request.status = -1
-                        fake._closing.wait(fake.hang_seconds)
+                        fake.closing.wait(fake.hang_seconds)
                         self.close_connection = True
                         return
                     request.status = answer.status

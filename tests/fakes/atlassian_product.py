@@ -23,17 +23,16 @@ import contextlib
 import hashlib
 import hmac
 import json
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
 from tests.fakes.atlassian_oauth import FakeAuthorizationServer
+from tests.fakes.loopback import LoopbackServer
 
 LEEWAY_SECONDS = 30
 APP_ACCOUNT_ID = "557058:app-user-of-the-connect-app"
@@ -130,16 +129,7 @@ def redirect_answer(location: str, status: int = 302) -> ProductAnswer:
     return ProductAnswer(status, b"", {"Location": location})
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]
-
-
-class FakeProduct:
+class FakeProduct(LoopbackServer):
     """``with FakeProduct(oauth, context_path="/wiki") as product: product.register_app(...)``; ``product.requests``."""
 
     def __init__(
@@ -161,32 +151,7 @@ class FakeProduct:
         self._queued: list[ProductAnswer] = []
         self._requests: list[ProductRequest] = []
         self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-product", daemon=True
-        )
-
-    def __enter__(self) -> FakeProduct:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._closing.set()
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def port(self) -> int:
-        return int(self._server.server_address[1])
-
-    @property
-    def base_url(self) -> str:
-        """The server's origin (``http://127.0.0.1:<port>``)."""
-        return f"http://127.0.0.1:{self.port}"
+        super().__init__(self._handler_class())
 
     @property
     def tenant_base_url(self) -> str:
@@ -374,7 +339,7 @@ class FakeProduct:
                 with contextlib.suppress(OSError):
                     if answer.hang:
                         request.status = -1
-                        fake._closing.wait(fake.hang_seconds)
+                        fake.closing.wait(fake.hang_seconds)
                         self.close_connection = True
                         return
                     request.status = answer.status

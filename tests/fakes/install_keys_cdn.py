@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
+from http.server import BaseHTTPRequestHandler
 
 import requests
+
+from tests.fakes.loopback import LoopbackServer
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,46 +31,16 @@ class Answer:
     location: str | None = None
 
 
-class _QuietServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def handle_error(self, request: object, client_address: object) -> None:
-        # Clients that give up (timeouts) or drop a kept-alive connection are normal here; anything else is a bug
-        # in the fake and is reported as usual.
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)  # type: ignore[arg-type]
-
-
-class FakeInstallKeysCdn:
+class FakeInstallKeysCdn(LoopbackServer):
     """``with FakeInstallKeysCdn() as cdn: cdn.serve_key("/kid", pem)``; ``cdn.url("/kid")``; ``cdn.paths``."""
 
     def __init__(self) -> None:
         self._answers: dict[str, Answer] = {}
         self._paths: list[str] = []
         self._lock = threading.Lock()
-        self._server = _QuietServer(("127.0.0.1", 0), self._handler_class())
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name="fake-cdn", daemon=True
-        )
+        super().__init__(self._handler_class())
 
     # lifecycle ---------------------------------------------------------------------------------------------------
-
-    def __enter__(self) -> FakeInstallKeysCdn:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=5)
-
-    @property
-    def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
 
     def url(self, path: str = "") -> str:
         return self.base_url + path
