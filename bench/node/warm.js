@@ -1,0 +1,96 @@
+#!/usr/bin/env node
+// The warm-authorization work of atlassian-connect-express, done with the library it uses (npm atlassian-jwt,
+// tools/node pins 2.0.3), timed on the same URLs and tokens as the Python side (bench/warm.py).
+//
+// What ACE's authentication middleware does per request once the tenant is known, minus Express itself:
+//   decodeSymmetric(token, '', HS256, noVerify=true)  read iss without trusting the token
+//   tenants.get(iss)                                  the tenant's shared secret (ACE: its settings store; a Map here)
+//   decodeSymmetric(token, secret, HS256)             HS256 signature check
+//   exp, with a leeway                                expiry (the leeway's value costs nothing)
+//   createQueryStringHash(fromMethodAndUrl(...))      the qsh, compared with the claim
+//
+// Started once by the Python side, it answers JSON lines on stdin:
+//   {"cmd": "load", "file": path}      {tenants: [{clientKey, sharedSecret}], method, same: {url, token},
+//                                        varying: [{url, token}, ...]}
+//   {"cmd": "run", "mode": "same"|"varying", "n": N}   -> {"ns": elapsed nanoseconds, "n": N, "ok": verified}
+// "same" authorizes one URL and token N times; "varying" walks the list (a new query and token every time).
+'use strict';
+
+const fs = require('fs');
+const path = require('path');
+const readline = require('readline');
+const jwt = require(path.join(__dirname, '..', '..', 'tools', 'node', 'node_modules', 'atlassian-jwt'));
+
+const HS256 = jwt.SymmetricAlgorithm.HS256;
+const EXP_LEEWAY_SECONDS = 30; // as JWT_LEEWAY_SECONDS on the Python side
+
+let tenants = new Map();
+let method = 'GET';
+let same = null;
+let varying = [];
+
+function authorize(token, url) {
+  const unverified = jwt.decodeSymmetric(token, '', HS256, true);
+  const tenant = tenants.get(unverified.iss);
+  if (tenant === undefined) {
+    throw new Error('unknown tenant');
+  }
+  const claims = jwt.decodeSymmetric(token, tenant.sharedSecret, HS256);
+  const now = Math.floor(Date.now() / 1000);
+  if (claims.exp && now > claims.exp + EXP_LEEWAY_SECONDS) {
+    throw new Error('token expired');
+  }
+  const expected = jwt.createQueryStringHash(jwt.fromMethodAndUrl(method, url), false, '');
+  if (claims.qsh !== expected) {
+    throw new Error('qsh mismatch');
+  }
+  return claims;
+}
+
+function run(mode, n) {
+  let ok = 0;
+  const started = process.hrtime.bigint();
+  if (mode === 'same') {
+    const { url, token } = same;
+    for (let i = 0; i < n; i++) {
+      if (authorize(token, url).iss) ok++;
+    }
+  } else {
+    const count = varying.length;
+    for (let i = 0; i < n; i++) {
+      const request = varying[i % count];
+      if (authorize(request.token, request.url).iss) ok++;
+    }
+  }
+  const ns = process.hrtime.bigint() - started;
+  return { ns: Number(ns), n, ok };
+}
+
+function handle(command) {
+  if (command.cmd === 'load') {
+    const data = JSON.parse(fs.readFileSync(command.file, 'utf8'));
+    tenants = new Map(data.tenants.map((t) => [t.clientKey, { sharedSecret: t.sharedSecret }]));
+    method = data.method;
+    same = data.same;
+    varying = data.varying;
+    return { loaded: true, node: process.version, library: jwt.version };
+  }
+  if (command.cmd === 'run') {
+    return run(command.mode, command.n);
+  }
+  throw new Error('unknown command ' + command.cmd);
+}
+
+const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+lines.on('line', (line) => {
+  if (!line.trim()) {
+    return;
+  }
+  let output;
+  try {
+    output = handle(JSON.parse(line));
+  } catch (err) {
+    output = { error: String(err && err.message ? err.message : err) };
+  }
+  process.stdout.write(JSON.stringify(output) + '\n');
+});

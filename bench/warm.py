@@ -1,0 +1,320 @@
+"""Section 1: warm authorization, the authorizer handler against atlassian-jwt (what atlassian-connect-express uses).
+
+Both sides get the same iframe URL and token. They run in turns (Node batch, Python batch, and again, order
+alternating), each batch long enough to be timed reliably; the figure of each side is the median of its batches,
+so a burst of load on the machine hits both. Node is warmed up (JIT) before anything is timed.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import hashlib
+import json
+import pstats
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import jwt
+
+from bench.common import (
+    BENCH,
+    INFO,
+    Options,
+    Row,
+    SectionResult,
+    median,
+    node_binary,
+    ops,
+    quiet_stdout,
+    ratio,
+    verdict,
+)
+from bench.world import CONTEXT, BenchTenant, PageRequest, authorizer, install, moto, page_request
+from tests.aws import AwsWorld
+
+KEY = "warm"
+TITLE = "1. Warm authorization"
+METHOD = (
+    "The authorizer's `handler(event, context)` on an HTTP API 2.0 REQUEST event (devstack.events) for "
+    "`GET /pages/hello` with a Jira iframe query (project/issue context, tz, loc, user_id, user_key, xdm_e, xdm_c, "
+    "cp, xdm_deprecated_addon_key_do_not_use, lic, cv, jwt). The tenant is installed through the real TenantStore "
+    "on moto (DynamoDB + KMS) and warmed by one request, so the measured path is the in-memory tenant cache "
+    "(TENANT_CACHE_SECONDS=60, as deployed). Against it, in the same command: bench/node/warm.js with npm "
+    "atlassian-jwt 2.0.3 doing what atlassian-connect-express does per request (decodeSymmetric without "
+    "verification for iss, a Map lookup of the tenant, decodeSymmetric with HS256, exp, "
+    "createQueryStringHash(fromMethodAndUrl(...)) compared with the claim), JIT-warmed first. The two sides run "
+    "in alternating batches; each figure is the median of its batches. The second row gives every request a new "
+    "query (issue.key/issue.id) and a new token, cycling through more distinct requests than the memo caches hold, "
+    "on both sides. The third row is the same work as the first done with plain pyjwt and urllib."
+)
+
+SCRIPT = BENCH / "node" / "warm.js"
+
+
+# --- the Node side ------------------------------------------------------------------------------------------------
+
+
+class NodeSide:
+    """One long-lived node process; Python asks it for timed batches (JSON lines over its stdin/stdout)."""
+
+    def __init__(self, node: str, data_file: Path) -> None:
+        self._process = subprocess.Popen(
+            [node, str(SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.info = self._call({"cmd": "load", "file": str(data_file)})
+
+    def _call(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(json.dumps(command) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError("the node side exited")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"node side: {answer['error']}")
+        return answer
+
+    def timer(self, mode: str) -> Callable[[int], float]:
+        def run(n: int) -> float:
+            answer = self._call({"cmd": "run", "mode": mode, "n": n})
+            if answer["ok"] != n:
+                raise RuntimeError(f"node verified {answer['ok']} of {n} tokens")
+            return float(answer["ns"]) / 1e9
+
+        return run
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+# --- the Python sides ---------------------------------------------------------------------------------------------
+
+
+def handler_timer(handler: Callable[..., dict[str, Any]], events: list[dict[str, Any]]) -> Callable[[int], float]:
+    count = len(events)
+
+    def run(n: int) -> float:
+        allowed = 0
+        with quiet_stdout():  # the counted metric is written (EMF, stdout) every 10 s
+            if count == 1:
+                event = events[0]
+                started = time.perf_counter()
+                for _ in range(n):
+                    if handler(event, CONTEXT)["isAuthorized"]:
+                        allowed += 1
+                elapsed = time.perf_counter() - started
+            else:
+                started = time.perf_counter()
+                for i in range(n):
+                    if handler(events[i % count], CONTEXT)["isAuthorized"]:
+                        allowed += 1
+                elapsed = time.perf_counter() - started
+        if allowed != n:
+            raise RuntimeError(f"the authorizer allowed {allowed} of {n} requests")
+        return elapsed
+
+    return run
+
+
+def plain_canonical_query(query: str) -> str:
+    grouped: dict[str, list[str]] = {}
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name != "jwt":
+            grouped.setdefault(name, []).append(value)
+    return "&".join(
+        f"{quote(name, safe='')}={','.join(quote(v, safe='') for v in sorted(values))}"
+        for name, values in sorted(grouped.items())
+    )
+
+
+def plain_authorize(url: str, token: str, secrets: dict[str, str]) -> dict[str, Any]:
+    """The same work with the libraries used plainly: pyjwt twice, urllib for the canonical query."""
+    unverified = jwt.decode(token, options={"verify_signature": False})
+    secret = secrets[unverified["iss"]]
+    claims: dict[str, Any] = jwt.decode(
+        token, secret, algorithms=["HS256"], leeway=30, options={"require": ["exp", "iat", "qsh"]}
+    )
+    path, _, query = url.partition("?")
+    canonical = f"GET&{path}&{plain_canonical_query(query)}"
+    if hashlib.sha256(canonical.encode()).hexdigest() != claims["qsh"]:
+        raise RuntimeError("qsh mismatch")
+    return claims
+
+
+def plain_timer(request: PageRequest, secrets: dict[str, str]) -> Callable[[int], float]:
+    def run(n: int) -> float:
+        started = time.perf_counter()
+        for _ in range(n):
+            plain_authorize(request.url, request.token, secrets)
+        return time.perf_counter() - started
+
+    return run
+
+
+# --- interleaving -------------------------------------------------------------------------------------------------
+
+
+def interleaved(
+    timers: dict[str, Callable[[int], float]], *, rounds: int, batch_seconds: float, warmup: dict[str, int]
+) -> dict[str, list[float]]:
+    """ops/s of each timer per round; batches sized from a pilot run to last about ``batch_seconds`` each."""
+    sizes: dict[str, int] = {}
+    for name, run in timers.items():
+        run(warmup.get(name, 1000))
+        pilot = max(200, warmup.get(name, 1000) // 5)
+        rate = pilot / run(pilot)
+        sizes[name] = max(200, int(rate * batch_seconds))
+    samples: dict[str, list[float]] = {name: [] for name in timers}
+    names = list(timers)
+    for round_number in range(rounds):
+        for name in names if round_number % 2 == 0 else reversed(names):
+            n = sizes[name]
+            samples[name].append(n / timers[name](n))
+    return samples
+
+
+def profile(handler: Callable[..., dict[str, Any]], events: list[dict[str, Any]], n: int, top: int = 12) -> list[str]:
+    """Where the handler's time goes: functions by self time (cProfile's overhead inflates small functions)."""
+    profiler = cProfile.Profile()
+    count = len(events)
+    with quiet_stdout():
+        profiler.enable()
+        for i in range(n):
+            handler(events[i % count], CONTEXT)
+        profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = sum(entry[2] for entry in stats.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda item: item[1][2], reverse=True)  # type: ignore[attr-defined]
+    lines = []
+    for (filename, line, function), (_, calls, self_time, _cumulative, _) in rows[:top]:
+        where = Path(filename).name if filename != "~" else "builtin"
+        share = self_time / total * 100 if total else 0.0
+        lines.append(
+            f"{share:5.1f}%  {self_time / n * 1e6:6.2f} us/request  {function} ({where}:{line}, {calls / n:.1f}x)"
+        )
+    return lines
+
+
+def run(options: Options) -> SectionResult:
+    result = SectionResult()
+    rounds = options.pick(11, 3)
+    batch = options.pick_float(0.5, 0.08)
+    distinct = options.pick(4096, 2048)  # more than the memo caches hold (1024 canonical queries)
+    node, why_not = node_binary()
+
+    with moto():
+        world = AwsWorld.create()
+        tenant = BenchTenant.new()
+        install(world, [tenant])
+        same = page_request(tenant)
+        varying = [page_request(tenant, issue=i + 2) for i in range(distinct)]
+        with authorizer(world) as app, tempfile.TemporaryDirectory() as scratch:
+            handler = app.handler
+            with quiet_stdout():
+                first = handler(same.event, CONTEXT)  # the cold request: GetItem + Decrypt, then cached
+            if first.get("isAuthorized") is not True:
+                raise RuntimeError(f"the authorizer refused the benchmark request: {first}")
+            secrets = {tenant.client_key: tenant.shared_secret}
+            data = Path(scratch) / "requests.json"
+            data.write_text(
+                json.dumps(
+                    {
+                        "tenants": [{"clientKey": tenant.client_key, "sharedSecret": tenant.shared_secret}],
+                        "method": "GET",
+                        "same": {"url": same.url, "token": same.token},
+                        "varying": [{"url": r.url, "token": r.token} for r in varying],
+                    }
+                )
+            )
+            node_side = NodeSide(node, data) if node else None
+            try:
+                same_timers: dict[str, Callable[[int], float]] = {
+                    "python": handler_timer(handler, [same.event]),
+                    "plain": plain_timer(same, secrets),
+                }
+                varying_timers: dict[str, Callable[[int], float]] = {
+                    "python": handler_timer(handler, [r.event for r in varying]),
+                }
+                warmup = {"python": options.pick(5000, 1000), "plain": 500, "node": options.pick(100_000, 30_000)}
+                if node_side is not None:
+                    same_timers["node"] = node_side.timer("same")
+                    varying_timers["node"] = node_side.timer("varying")
+                same_samples = interleaved(same_timers, rounds=rounds, batch_seconds=batch, warmup=warmup)
+                varying_samples = interleaved(varying_timers, rounds=rounds, batch_seconds=batch, warmup=warmup)
+            finally:
+                if node_side is not None:
+                    result.details.append(
+                        f"Node {node_side.info['node']}, atlassian-jwt {node_side.info['library']}; "
+                        f"{rounds} alternating batches of about {batch:.2f} s per side and row."
+                    )
+                    node_side.close()
+            n_profile = options.pick(20_000, 2_000)
+            same_profile = profile(handler, [same.event], n_profile)
+            varying_profile = profile(handler, [r.event for r in varying], n_profile)
+
+    python = median(same_samples["python"])
+    plain = median(same_samples["plain"])
+    python_varying = median(varying_samples["python"])
+    node_same = median(same_samples["node"]) if "node" in same_samples else 0.0
+    node_varying = median(varying_samples["node"]) if "node" in varying_samples else 0.0
+    node_text = ops(node_same) if node_same else f"Node not measured: {why_not}"
+    result.rows.append(
+        Row(
+            "1",
+            "warm authorization, same URL and token (authorizer handler vs atlassian-jwt)",
+            ops(python),
+            f"Node {ops(node_same)}" if node_same else node_text,
+            ratio(python, node_same),
+            ">= 1.00x",
+            verdict(python >= node_same) if node_same else "not measured",
+        )
+    )
+    result.rows.append(
+        Row(
+            "1",
+            "warm authorization, new query and token every request (informational)",
+            ops(python_varying),
+            f"Node {ops(node_varying)}" if node_varying else node_text,
+            ratio(python_varying, node_varying),
+            "-",
+            INFO,
+        )
+    )
+    result.rows.append(
+        Row(
+            "1",
+            "the same work with plain pyjwt + urllib (informational)",
+            ops(plain),
+            f"Node {ops(node_same)}" if node_same else node_text,
+            ratio(plain, node_same),
+            "-",
+            INFO,
+        )
+    )
+    for name, samples in (
+        ("same request", same_samples),
+        ("new query and token", varying_samples),
+    ):
+        spread = ", ".join(
+            f"{side} median {ops(median(values))} (best {ops(max(values))}, worst {ops(min(values))})"
+            for side, values in samples.items()
+        )
+        result.details.append(f"{name}: {spread}")
+    result.details.append(f"Profile of the handler, same request ({n_profile} requests, top functions by self time):")
+    result.details.extend(f"    {line}" for line in same_profile)
+    result.details.append(f"Profile of the handler, new query and token every request ({n_profile} requests):")
+    result.details.extend(f"    {line}" for line in varying_profile)
+    return result
