@@ -166,7 +166,7 @@ def run(options: Options) -> SectionResult:
         result.rows.append(
             Row(
                 "6",
-                f"peak memory: {name} ({len(run_.answers)} sample events)",
+                f"peak memory: {name} ({len(run_.answers)} sample event{'s' if len(run_.answers) > 1 else ''})",
                 f"{run_.peak_kb / 1024:.1f} MB",
                 f"floor {baseline_kb / 1024:.1f} MB",
                 ratio(run_.peak_kb, baseline_kb),
