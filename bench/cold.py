@@ -101,7 +101,8 @@ def describe_unneeded(run: FunctionRun, baseline_modules: set[str], limit: int =
         inside = ", ".join(item.packages[:4])
         note = ", also in the baseline" if item.in_baseline else ""
         parts.append(
-            f"{item.root} ({item.self_us / 1000:.0f} ms, {item.modules} modules: {inside}; "
+            f"{item.root} ({item.self_us / 1000:.0f} ms, {item.modules} module{'s' if item.modules != 1 else ''}: "
+            f"{inside}; "
             f"imported by {item.imported_by}{note})"
         )
     more = f"; and {len(items) - limit} more" if len(items) > limit else ""

@@ -152,6 +152,13 @@ def run(options: Options) -> SectionResult:
     result.details.append(
         "Largest entries of the layer (unzipped): " + ", ".join(f"{name} {mb(size)}" for size, name in biggest[:8])
     )
+    shipped = {name: size for size, name in biggest}
+    if "botocore" in shipped:
+        result.details.append(
+            f"The layer ships its own botocore ({mb(shipped['botocore'])} unzipped) although the runtime provides "
+            "boto3 and botocore: a dependency pulls it in (aws-xray-sdk requires botocore). Where /opt/python comes "
+            "before the runtime's own packages on sys.path, the runtime's boto3 runs on the layer's botocore."
+        )
     memory_limit = int(load_template()["Globals"]["Function"]["MemorySize"])
     baseline_kb = baseline_peak_kb()
     result.rows.append(
