@@ -109,6 +109,25 @@ def describe_unneeded(run: FunctionRun, baseline_modules: set[str], limit: int =
     return f"{total / 1000:.0f} ms in all: " + "; ".join(parts) + more
 
 
+def where_the_time_goes(name: str, baseline_modules: set[str]) -> list[str]:
+    """The import of ``app`` by subtree (what ``app`` imports directly) and by module (self time)."""
+    tree = importtime_tree("import app", function_path(name))
+    app = next((node for node in walk(tree) if node.name == "app"), None)
+    if app is None:
+        return []
+    direct = sorted(app.children, key=lambda node: node.cumulative_us, reverse=True)[:6]
+    modules = sorted(walk(app.children), key=lambda node: node.self_us, reverse=True)[:10]
+    return [
+        f"    {name}, import of app {app.cumulative_us / 1000:.0f} ms (this -X importtime run), by what app imports: "
+        + ", ".join(f"{node.name} {node.cumulative_us / 1000:.0f} ms" for node in direct),
+        f"    {name}, top modules by self time: "
+        + ", ".join(
+            f"{node.name} {node.self_us / 1000:.1f} ms{' (floor)' if node.name in baseline_modules else ''}"
+            for node in modules
+        ),
+    ]
+
+
 def run(options: Options) -> SectionResult:
     result = SectionResult()
     rounds = options.pick(15, 2)
@@ -163,6 +182,14 @@ def run(options: Options) -> SectionResult:
         + ", ".join(f"{name} {min(v) * 1000:.0f}-{max(v) * 1000:.0f} ms" for name, v in samples.items())
     )
     baseline_modules = {node.name for node in walk(importtime_tree(BASELINE_CODE, []))}
+    above = [name for name in names if median(samples[name]) > baseline]
+    if above:
+        result.details.append(
+            "Where the import time goes, for the functions above the floor ((floor): also imported by "
+            "`import boto3, jwt`):"
+        )
+        for name in above:
+            result.details.extend(where_the_time_goes(name, baseline_modules))
     runs = function_runs()
     result.details.append("Imported at cold start but not needed on the function's path (self import time):")
     for name in names:
