@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from types import ModuleType
 
 from bench import awscalls, cold, footprint, scale, single_flight, warm
-from bench.common import BENCH, FAILED, OVER, Options, Row, SectionResult, load_average, machine
+from bench.common import BENCH, FAILED, NEAR, OVER, Options, Row, SectionResult, load_average, machine
 
 SECTIONS: list[ModuleType] = [warm, cold, awscalls, single_flight, scale, footprint]
 COLUMNS = ("section", "measure", "figure", "baseline", "ratio", "budget", "verdict")
@@ -84,6 +84,7 @@ def write_results(done: list[tuple[ModuleType, SectionResult, float]], options: 
     rows = [row for _, result, _ in done for row in result.rows]
     info = machine()
     over = [row for row in rows if row.verdict in (OVER, FAILED)]
+    near = [row for row in rows if row.verdict == NEAR]
     lines = [
         "# Benchmark results",
         "",
@@ -106,6 +107,9 @@ def write_results(done: list[tuple[ModuleType, SectionResult, float]], options: 
         "",
         "Budgets missed: "
         + ("none." if not over else "; ".join(f"section {row.section}, {row.measure} ({row.ratio})" for row in over)),
+        "",
+        "Near the limit (within, by less than the 5 % a timed ratio moves between runs here): "
+        + ("none." if not near else "; ".join(f"section {row.section}, {row.measure} ({row.ratio})" for row in near)),
         "",
     ]
     for section, result, _ in done:

@@ -161,7 +161,7 @@ def run(options: Options) -> SectionResult:
                 f"floor {ms(baseline)}",
                 ratio(value, baseline),
                 f"<= {BUDGET:.2f}x",
-                verdict(value <= BUDGET * baseline),
+                verdict(value <= BUDGET * baseline, near=value > (BUDGET - 0.05) * baseline),
             )
         )
     xray_cost = median(xray)

@@ -279,7 +279,7 @@ def run(options: Options) -> SectionResult:
             f"Node {ops(node_same)}" if node_same else node_text,
             ratio(python, node_same),
             ">= 1.00x",
-            verdict(python >= node_same) if node_same else "not measured",
+            verdict(python >= node_same, near=python < 1.05 * node_same) if node_same else "not measured",
         )
     )
     result.rows.append(
