@@ -12,6 +12,7 @@ Budgets are printed, never asserted: the command fails only when a measurement i
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
 import time
 import traceback
@@ -80,7 +81,36 @@ def markdown_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def write_results(done: list[tuple[ModuleType, SectionResult, float]], options: Options, load: tuple[str, str]) -> None:
+def code_state() -> tuple[str, str]:
+    """The commit measured, and what is uncommitted under layers/ and functions/ (the code under measurement)."""
+
+    def git(*args: str) -> str:
+        try:
+            completed = subprocess.run(
+                ["git", *args], cwd=BENCH.parent, capture_output=True, text=True, timeout=30, check=True
+            )
+        except (OSError, subprocess.SubprocessError):
+            return "?"
+        return completed.stdout
+
+    changed = git("status", "--porcelain", "--", "layers", "functions")
+    return git("rev-parse", "--short", "HEAD").strip(), " ".join(line[3:] for line in changed.splitlines() if line)
+
+
+def code_line(before: tuple[str, str], after: tuple[str, str]) -> str:
+    line = f"- code measured: commit {before[0]}"
+    line += f", with uncommitted changes in {before[1]}" if before[1] else " (layers/ and functions/ as committed)"
+    if after != before:
+        line += f"; changed while the benchmark ran (commit {after[0]}, uncommitted: {after[1] or 'none'})"
+    return line
+
+
+def write_results(
+    done: list[tuple[ModuleType, SectionResult, float]],
+    options: Options,
+    load: tuple[str, str],
+    code: tuple[tuple[str, str], tuple[str, str]],
+) -> None:
     rows = [row for _, result, _ in done for row in result.rows]
     info = machine()
     over = [row for row in rows if row.verdict in (OVER, FAILED)]
@@ -95,6 +125,7 @@ def write_results(done: list[tuple[ModuleType, SectionResult, float]], options: 
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {info['architecture']}, {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}",
         f"- Python {info['python']}, Node {info['node']} with atlassian-jwt {info['atlassian-jwt']}",
+        code_line(*code),
         f"- load average (1, 5, 15 min) at the start: {load[0]}; at the end: {load[1]}. The machine is shared with "
         "other work: absolute figures move with it, which is why every figure is set against a baseline measured "
         "in turns with it.",
@@ -128,9 +159,9 @@ def main() -> int:
     args = parser.parse_args()
     options = Options(quick=args.quick)
     sections = select(args.only)
-    load_before = load_average()
+    load_before, code_before = load_average(), code_state()
     done = run_sections(sections, options)
-    load_after = load_average()
+    load_after, code_after = load_average(), code_state()
     rows = [row for _, result, _ in done for row in result.rows]
     print(text_table(rows))
     for section, result, _ in done:
@@ -139,7 +170,7 @@ def main() -> int:
             print("\n".join(f"  {line}" for line in result.details))
     print(f"\nload average before {load_before}, after {load_after}")
     if args.results:
-        write_results(done, options, (load_before, load_after))
+        write_results(done, options, (load_before, load_after), (code_before, code_after))
     return 1 if any(row.verdict == FAILED for row in rows) else 0
 
 
