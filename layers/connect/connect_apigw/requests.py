@@ -58,8 +58,13 @@ def lower_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
     Names that differ only in case are joined with a comma, as API Gateway joins repeated headers, so that two
     Authorization headers can never be silently reduced to one.
     """
-    lowered: dict[str, str] = {}
-    for key, value in (headers or {}).items():
+    if not headers:
+        return {}
+    lowered = {str(key).lower(): str(value) for key, value in headers.items()}
+    if len(lowered) == len(headers):
+        return lowered  # no two names differed only in case: nothing to join
+    lowered = {}
+    for key, value in headers.items():
         name = str(key).lower()
         lowered[name] = f"{lowered[name]},{value}" if name in lowered else str(value)
     return lowered
@@ -72,11 +77,11 @@ def http_request(
 
     Authorizers pass ``read_body=False``: API Gateway sends them no body (sam local does), and they never need one.
     """
-    if not isinstance(event, Mapping):
+    if not isinstance(event, dict):
         raise MalformedRequestError("event is not an object")
     context = event.get("requestContext") or {}
-    http = context.get("http") or {} if isinstance(context, Mapping) else {}
-    method = http.get("method") if isinstance(http, Mapping) else None
+    http = context.get("http") or {} if isinstance(context, dict) else {}
+    method = http.get("method") if isinstance(http, dict) else None
     raw_path = event.get("rawPath")
     raw_query = event.get("rawQueryString") or ""
     if not isinstance(method, str) or not isinstance(raw_path, str) or not isinstance(raw_query, str):
@@ -99,7 +104,7 @@ def http_request(
         raw_path=raw_path,
         raw_query=raw_query,
         route_key=route_key if isinstance(route_key, str) else "",
-        headers=lower_headers(event.get("headers") if isinstance(event.get("headers"), Mapping) else None),
+        headers=lower_headers(headers if isinstance(headers := event.get("headers"), dict) else None),
         body=body,
     )
 

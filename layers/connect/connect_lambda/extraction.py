@@ -58,16 +58,39 @@ def _from_header(headers: Mapping[str, str], lowercased: bool) -> str | None:
     return credentials.strip()
 
 
+_ENCODED_NAME_STARTS = ("%", "j%", "jw%")
+
+
+def _might_encode_the_name(raw_query: str) -> bool:
+    """Whether some parameter name starts with an escape that could decode to ``jwt`` (``%6A``, ``j%77``...)."""
+    return raw_query.startswith(_ENCODED_NAME_STARTS) or any("&" + start in raw_query for start in _ENCODED_NAME_STARTS)
+
+
+def _literal_jwt_pairs(raw_query: str) -> list[str]:
+    """The pairs named literally ``jwt`` (``jwt=...`` or a bare ``jwt``), found without splitting the query."""
+    pairs = []
+    found = raw_query.find("jwt")
+    while found >= 0:
+        end = found + 3
+        at_start = found == 0 or raw_query[found - 1] == "&"
+        if at_start and (end == len(raw_query) or raw_query[end] in "=&"):
+            stop = raw_query.find("&", end)
+            pairs.append(raw_query[found : len(raw_query) if stop < 0 else stop])
+        found = raw_query.find("jwt", end)
+    return pairs
+
+
 def _from_query(raw_query: str) -> str | None:
     if "jwt" not in raw_query and "%" not in raw_query:  # fast path: no way to spell the name
         return None
+    pairs = raw_query.split("&") if _might_encode_the_name(raw_query) else _literal_jwt_pairs(raw_query)
     found: str | None = None
-    for pair in raw_query.split("&"):
+    for pair in pairs:
         if pair.startswith("jwt="):
             value = pair[4:]
         elif pair == _JWT_SCHEME:
             value = ""
-        elif "%" in pair:
+        elif pair[:1] in ("j", "%") and "%" in pair:  # only "j..." or "%6A..." can decode to "jwt"
             name, _, value = pair.partition("=")
             if unquote_plus(name) != _JWT_SCHEME:
                 continue

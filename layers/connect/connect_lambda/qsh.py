@@ -110,17 +110,33 @@ def canonical_query(raw_query: str) -> str:
     if not raw_query:
         return ""
     if "jwt=" in raw_query:
-        rest = []
-        for pair in raw_query.split("&"):
-            if pair.startswith("jwt="):
-                if "%" in pair and _BAD_ESCAPE.search(pair):
-                    raise MalformedRequestError("query string contains a malformed percent-escape")
-            else:
-                rest.append(pair)
-        raw_query = "&".join(rest)
+        raw_query = _without_jwt(raw_query)
     if len(raw_query) > _MAX_CACHED_QUERY:
         return _canonical_query(raw_query)
     return _cached_canonical_query(raw_query)
+
+
+def _without_jwt(raw_query: str) -> str:
+    """The query with its literal ``jwt=`` parameters cut out (a token is checked for malformed escapes only)."""
+    kept = []
+    start = 0
+    while True:
+        found = raw_query.find("jwt=", start)
+        while found > 0 and raw_query[found - 1] != "&":  # "xjwt=" or "a=jwt=": not the parameter
+            found = raw_query.find("jwt=", found + 1)
+        if found < 0:
+            kept.append(raw_query[start:])
+            break
+        kept.append(raw_query[start:found])
+        end = raw_query.find("&", found)
+        end = len(raw_query) if end < 0 else end
+        token = raw_query[found:end]
+        if "%" in token and _BAD_ESCAPE.search(token):
+            raise MalformedRequestError("query string contains a malformed percent-escape")
+        start = end + 1
+        if start > len(raw_query):
+            break
+    return "&".join(part.strip("&") for part in kept if part.strip("&"))
 
 
 def _canonical_query(raw_query: str) -> str:
