@@ -15,6 +15,8 @@ from connect_lambda.errors import AuthenticationError, Reason
 def numeric_date(claims: dict[str, Any], name: str, missing: Reason | None) -> float | None:
     """A NumericDate claim; ``missing`` is the reason to raise when it is absent (``None``: optional)."""
     value = claims.get(name)
+    if type(value) is int and -(2**53) < value < 2**53:  # the common case, exactly representable
+        return float(value)
     if value is None:
         if missing is not None:
             raise AuthenticationError(f"token has no '{name}' claim", missing)

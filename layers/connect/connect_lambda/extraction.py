@@ -61,9 +61,12 @@ def _from_header(headers: Mapping[str, str], lowercased: bool) -> str | None:
 _ENCODED_NAME_STARTS = ("%", "j%", "jw%")
 
 
+_ENCODED_NAME_AFTER_AMPERSAND = re.compile(r"&j?w?%")
+
+
 def _might_encode_the_name(raw_query: str) -> bool:
     """Whether some parameter name starts with an escape that could decode to ``jwt`` (``%6A``, ``j%77``...)."""
-    return raw_query.startswith(_ENCODED_NAME_STARTS) or any("&" + start in raw_query for start in _ENCODED_NAME_STARTS)
+    return raw_query.startswith(_ENCODED_NAME_STARTS) or _ENCODED_NAME_AFTER_AMPERSAND.search(raw_query) is not None
 
 
 def _literal_jwt_pairs(raw_query: str) -> list[str]:
