@@ -83,22 +83,27 @@ def _decode_and_encode(raw: str) -> tuple[str, str]:
     return decoded, percent_encode(decoded)
 
 
-_cached_decode_and_encode = functools.lru_cache(maxsize=4096)(_decode_and_encode)
-_MAX_CACHED_COMPONENT = 256
-
-
 def _component(raw: str) -> tuple[str, str]:
-    """(decoded, canonically encoded) form of one raw name or value.
-
-    A component of unreserved characters only is its own decoding and encoding (the common case). Others are
-    memoised, since the same parameters recur request after request (``xdm_e``, ``cp``, ``lic``...); this is a
-    pure function of its input, and errors are never cached.
-    """
+    """(decoded, canonically encoded) form of one raw name or value."""
     if _UNRESERVED_ONLY.fullmatch(raw):
-        return raw, raw
-    if len(raw) > _MAX_CACHED_COMPONENT:
-        return _decode_and_encode(raw)
-    return _cached_decode_and_encode(raw)
+        return raw, raw  # its own decoding and encoding: the common case
+    return _decode_and_encode(raw)
+
+
+def _pair(raw_pair: str) -> tuple[str, str, str, str]:
+    """(decoded name, encoded name, decoded value, encoded value) of one raw ``name=value``."""
+    name, _, value = raw_pair.partition("=")
+    if name == JWT_PARAMETER:
+        if "%" in value and _BAD_ESCAPE.search(value):  # as malformed as anywhere else in the query
+            raise MalformedRequestError("query string contains a malformed percent-escape")
+        return JWT_PARAMETER, JWT_PARAMETER, "", ""  # the token is excluded, and never decoded
+    return (*_component(name), *_component(value))
+
+
+# The same parameters recur request after request (``xdm_e``, ``cp``, ``lic``...): each distinct raw pair is
+# canonicalised once. A pure function of its input; errors are never cached.
+_cached_pair = functools.lru_cache(maxsize=4096)(_pair)
+_MAX_CACHED_PAIR = 256
 
 
 def canonical_query(raw_query: str) -> str:
@@ -140,34 +145,24 @@ def _without_jwt(raw_query: str) -> str:
 
 
 def _canonical_query(raw_query: str) -> str:
-    grouped: dict[str, list[str]] = {}
-    encoded_names: dict[str, str] = {}
-    encoded_values: dict[str, str] = {}
-    for pair in raw_query.split("&"):
-        if not pair:
-            continue
-        name, _, value = pair.partition("=")
-        if name == JWT_PARAMETER:
-            if "%" in value and _BAD_ESCAPE.search(value):  # as malformed as anywhere else in the query
-                raise MalformedRequestError("query string contains a malformed percent-escape")
-            continue  # the token is excluded, and never decoded
-        decoded_name, encoded_name = _component(name)
-        if decoded_name == JWT_PARAMETER:
-            continue
-        decoded_value, encoded_value = _component(value)
-        encoded_values[decoded_value] = encoded_value
-        values = grouped.get(decoded_name)
-        if values is None:
-            grouped[decoded_name] = [decoded_value]
-            encoded_names[decoded_name] = encoded_name
-        else:
-            values.append(decoded_value)
+    pairs = []
+    for raw_pair in raw_query.split("&"):
+        if raw_pair:
+            pair = _cached_pair(raw_pair) if len(raw_pair) <= _MAX_CACHED_PAIR else _pair(raw_pair)
+            if pair[0] != JWT_PARAMETER:
+                pairs.append(pair)
+    names = {pair[0] for pair in pairs}
+    if len(names) == len(pairs):  # no repeated name: one value each (the common case)
+        pairs.sort(key=lambda pair: pair[1])
+        return "&".join(f"{pair[1]}={pair[3]}" for pair in pairs)
+    grouped: dict[str, tuple[str, list[tuple[str, str]]]] = {}
+    for decoded_name, encoded_name, decoded_value, encoded_value in pairs:
+        grouped.setdefault(decoded_name, (encoded_name, []))[1].append((decoded_value, encoded_value))
     parts = []
-    for decoded_name, values in grouped.items():
-        if len(values) > 1:
-            values.sort(key=_utf16_units)
-        parts.append((encoded_names[decoded_name], ",".join(encoded_values[v] for v in values)))
-    parts.sort(key=lambda item: item[0])
+    for encoded_name, values in grouped.values():
+        values.sort(key=lambda value: _utf16_units(value[0]))  # by decoded value, in UTF-16 code units
+        parts.append((encoded_name, ",".join(encoded for _, encoded in values)))
+    parts.sort(key=lambda part: part[0])
     return "&".join(f"{name}={value}" for name, value in parts)
 
 
