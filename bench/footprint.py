@@ -155,9 +155,9 @@ def run(options: Options) -> SectionResult:
     shipped = {name: size for size, name in biggest}
     if "botocore" in shipped:
         result.details.append(
-            f"The layer ships its own botocore ({mb(shipped['botocore'])} unzipped) although the runtime provides "
-            "boto3 and botocore: a dependency pulls it in (aws-xray-sdk requires botocore). Where /opt/python comes "
-            "before the runtime's own packages on sys.path, the runtime's boto3 runs on the layer's botocore."
+            f"The layer ships boto3 and botocore ({mb(shipped['botocore'])} unzipped for botocore) as one pinned pair: "
+            "aws-xray-sdk requires botocore, and /opt/python comes before the runtime's own packages on sys.path, "
+            "so the layer carries a consistent SDK rather than a botocore of its own beside the runtime's boto3."
         )
     memory_limit = int(load_template()["Globals"]["Function"]["MemorySize"])
     baseline_kb = baseline_peak_kb()

@@ -15,11 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_apigw.observability import make_logger, make_metrics
 from connect_apigw.requests import caller_identity, http_request
@@ -32,7 +27,8 @@ metrics = make_metrics("webhook")
 MAX_WEBHOOK_BYTES = 512 * 1024
 _WEBHOOK_ID = re.compile(r"[A-Za-z0-9:._-]{1,128}")
 _EVENT_NAME = re.compile(r"[a-z0-9-]{1,64}")
-IDEMPOTENCY_CONFIG = IdempotencyConfig(event_key_jmespath="[clientKey, webhookId]", expires_after_seconds=24 * 3600)
+IDEMPOTENCY_KEY = "[clientKey, webhookId]"
+IDEMPOTENCY_SECONDS = 24 * 3600
 
 
 def process(delivery: dict[str, Any]) -> dict[str, Any]:
@@ -48,13 +44,21 @@ def process(delivery: dict[str, Any]) -> dict[str, Any]:
 
 
 @functools.cache
-def _idempotent_process() -> Callable[..., dict[str, Any]]:
-    # built on first use: the persistence layer creates an AWS client, which import time should not pay for
+def _idempotency() -> tuple[Callable[..., dict[str, Any]], Any]:
+    """``process`` made idempotent, and its config. Built on the first delivery: Powertools idempotency loads
+    boto3 and creates a client, which the import of this module (the cold start) should not pay for."""
+    from aws_lambda_powertools.utilities.idempotency import (  # noqa: PLC0415
+        DynamoDBPersistenceLayer,
+        IdempotencyConfig,
+        idempotent_function,
+    )
+
+    config = IdempotencyConfig(event_key_jmespath=IDEMPOTENCY_KEY, expires_after_seconds=IDEMPOTENCY_SECONDS)
     store = DynamoDBPersistenceLayer(table_name=os.environ["IDEMPOTENCY_TABLE"])
     wrapped: Callable[..., dict[str, Any]] = idempotent_function(
-        data_keyword_argument="delivery", persistence_store=store, config=IDEMPOTENCY_CONFIG
+        data_keyword_argument="delivery", persistence_store=store, config=config
     )(process)
-    return wrapped
+    return wrapped, config
 
 
 @answers_errors(logger, "webhook")
@@ -78,9 +82,10 @@ def handle(event: dict[str, Any], context: LambdaContext | None = None) -> dict[
         "webhookEvent": webhook_event if isinstance(webhook_event, str) else None,
     }
     logger.append_keys(clientKey=caller.client_key, webhookId=webhook_id)
+    idempotent_process, config = _idempotency()
     if context is not None:
-        IDEMPOTENCY_CONFIG.register_lambda_context(context)
-    result = _idempotent_process()(delivery=delivery)
+        config.register_lambda_context(context)
+    result = idempotent_process(delivery=delivery)
     return json_response(200, result)
 
 

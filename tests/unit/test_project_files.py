@@ -1,5 +1,5 @@
 """Project files that must stay in step: the layer's requirements.txt pins exactly pyproject's runtime dependencies
-(boto3 excepted: the Lambda runtime provides it), every pin is exact, and each function relies on the layer."""
+(boto3 and botocore included, as one consistent pair), every pin is exact, and each function relies on the layer."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-PROVIDED_BY_THE_RUNTIME = {"boto3"}
 _REQUIREMENT = re.compile(
     r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[(?P<extras>[^\]]*)\])?\s*(?P<spec>[^;#]*?)\s*(?:;.*)?$"
 )
@@ -47,14 +46,15 @@ def layer_requirements() -> dict[str, str]:
     return dict(pins)
 
 
-def test_the_layer_pins_exactly_the_runtime_dependencies_except_boto3():
-    expected = {name: spec for name, spec in project_dependencies().items() if name not in PROVIDED_BY_THE_RUNTIME}
-    assert layer_requirements() == expected
+def test_the_layer_pins_exactly_the_runtime_dependencies():
+    assert layer_requirements() == project_dependencies()
 
 
-def test_boto3_is_not_shipped_in_the_layer():
-    assert PROVIDED_BY_THE_RUNTIME.isdisjoint(layer_requirements())
-    assert "boto3" in project_dependencies()  # pinned for the tests, as the runtime provides it
+def test_the_layer_ships_boto3_and_botocore_as_one_pinned_pair():
+    # aws-xray-sdk pulls botocore into the layer, which comes before the runtime's packages on sys.path: without
+    # its own pinned boto3 the runtime's boto3 would run on whatever botocore pip picked
+    pins = layer_requirements()
+    assert pins["boto3"] == pins["botocore"]
 
 
 def test_every_pin_is_exact():

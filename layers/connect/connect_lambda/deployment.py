@@ -13,22 +13,27 @@ from __future__ import annotations
 
 import functools
 import os
+from typing import TYPE_CHECKING
 
 from connect_lambda.config import AppSettings, required_env
 from connect_lambda.errors import ConfigurationError, DependencyUnavailableError
-from connect_lambda.install_keys import InstallKeyProvider
-from connect_lambda.oauth import TokenExchange
-from connect_lambda.product import ProductClient
-from connect_lambda.signed_install import SignedInstallVerifier
-from connect_lambda.tenant_store import TenantStore
-from connect_lambda.tenant_token import TenantTokenVerifier
-from connect_lambda.token_cache import UserTokenCache
 from connect_lambda.tracing import trace_aws_calls
+
+if TYPE_CHECKING:
+    from connect_lambda.product import ProductClient
+    from connect_lambda.signed_install import SignedInstallVerifier
+    from connect_lambda.tenant_store import TenantStore
+    from connect_lambda.tenant_token import TenantTokenVerifier
+    from connect_lambda.token_cache import UserTokenCache
+
+# Each builder imports what it builds: a function imports only the parts of the library its requests use
+# (the authorizer never loads the HTTP client, the install-key fetcher or the product client).
+# ruff: noqa: PLC0415
 
 
 def _base_url_from_parameter(name: str) -> str:
     trace_aws_calls()
-    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only where the template uses it
+    from aws_lambda_powertools.utilities import parameters
 
     try:
         value = parameters.get_parameter(name, max_age=24 * 3600)
@@ -49,6 +54,8 @@ def settings() -> AppSettings:
 
 @functools.cache
 def tenant_store() -> TenantStore:
+    from connect_lambda.tenant_store import TenantStore
+
     trace_aws_calls()
     return TenantStore(
         table_name=required_env("TENANTS_TABLE"),
@@ -60,12 +67,17 @@ def tenant_store() -> TenantStore:
 
 @functools.cache
 def tenant_verifier() -> TenantTokenVerifier:
+    from connect_lambda.tenant_token import TenantTokenVerifier
+
     config = settings()
     return TenantTokenVerifier(tenant_store(), base_path=config.base_path, leeway_seconds=config.leeway_seconds)
 
 
 @functools.cache
 def install_verifier() -> SignedInstallVerifier:
+    from connect_lambda.install_keys import InstallKeyProvider
+    from connect_lambda.signed_install import SignedInstallVerifier
+
     config = settings()
     return SignedInstallVerifier(
         InstallKeyProvider(override_url=config.install_keys_url),
@@ -77,6 +89,9 @@ def install_verifier() -> SignedInstallVerifier:
 
 @functools.cache
 def user_tokens() -> UserTokenCache:
+    from connect_lambda.oauth import TokenExchange
+    from connect_lambda.token_cache import UserTokenCache
+
     trace_aws_calls()
     config = settings()
     return UserTokenCache(
@@ -90,6 +105,8 @@ def user_tokens() -> UserTokenCache:
 @functools.cache
 def product_client() -> ProductClient:
     """The product client, with the user-token cache when this function is configured for one."""
+    from connect_lambda.product import ProductClient
+
     tokens = user_tokens() if os.environ.get("TOKEN_CACHE_TABLE", "").strip() else None
     return ProductClient(app_key=settings().app_key, tenants=tenant_store(), user_tokens=tokens)
 

@@ -21,7 +21,7 @@ from connect_lambda.errors import AuthenticationError, Reason
 from connect_lambda.install_keys import InstallKeyProvider, validate_kid
 from connect_lambda.lifecycle import LifecyclePayload
 from connect_lambda.qsh import CONTEXT_QSH, query_string_hash_from_parts
-from connect_lambda.tenant_token import RequestTarget
+from connect_lambda.request import RequestTarget
 
 
 def _normalise_audience(value: str) -> str:

@@ -25,6 +25,7 @@ from connect_lambda.config import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 from connect_lambda.errors import AuthenticationError, ConfigurationError, Reason, TenantStateError
 from connect_lambda.jws import UnverifiedToken, decode_unverified, hs256_valid
 from connect_lambda.qsh import CONTEXT_QSH, query_string_hash_from_parts
+from connect_lambda.request import RequestTarget
 from connect_lambda.tenants import TenantKey, TenantKeyLookup, TenantState
 
 MAX_CLIENT_KEY_LENGTH = 256
@@ -38,15 +39,6 @@ class TokenKind(StrEnum):
     """Bound to one request by its query string hash: iframes, webhooks, enabled/disabled."""
     CONTEXT = "context"
     """From ``AP.context.getToken()``: its qsh is the literal ``context-qsh``; for app APIs the front end calls."""
-
-
-@dataclass(frozen=True, slots=True)
-class RequestTarget:
-    """The request as received: method, raw (still encoded) path and raw query string."""
-
-    method: str
-    raw_path: str
-    raw_query: str = ""
 
 
 @dataclass(frozen=True, slots=True)
