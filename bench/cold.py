@@ -37,6 +37,9 @@ METHOD = (
     "code and none of its Python modules runs on the function's path (nor while a needed module is imported). X-Ray "
     "patching is lazy (connect_lambda/tracing.py: once, before the first AWS client, only in Lambda with tracing on); "
     "its one-off cost is `trace_aws_calls()` timed in a fresh process after `import app` and `import boto3`."
+    " Functions build their AWS clients (and so import boto3) on the first request that needs one, so for the "
+    "authorizer, lifecycle, context API and refresher that import is paid by the first request of a container "
+    "rather than by `import app`; the floor is what a handler importing the SDK up front pays at import."
 )
 
 TIMED = """import sys, time
