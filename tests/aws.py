@@ -146,19 +146,34 @@ def create_tenants_table(dynamodb: BaseClient, key_arn: str, name: str | None = 
 
 @contextlib.contextmanager
 def atomic_item_writes() -> Iterator[None]:
-    """Serialise moto's DynamoDB writes, as DynamoDB serialises writes to one item (see the module docstring)."""
+    """Serialise moto's DynamoDB calls, as DynamoDB serialises writes to one item (see the module docstring).
+
+    The whole call is locked, answer included: moto serialises a GetItem answer from the live item after its backend
+    returns, so locking the backend alone lets another thread's write change the item while it is read out.
+    """
     from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+    from moto.dynamodb.responses import DynamoHandler  # noqa: PLC0415
 
     lock = threading.RLock()
     with pytest.MonkeyPatch.context() as patch:
-        for name in ("update_item", "put_item", "delete_item", "get_item"):
-            original = getattr(DynamoDBBackend, name)
+        targets = [
+            (DynamoBackend, name)
+            for DynamoBackend, name in (
+                (DynamoDBBackend, "update_item"),
+                (DynamoDBBackend, "put_item"),
+                (DynamoDBBackend, "delete_item"),
+                (DynamoDBBackend, "get_item"),
+                (DynamoHandler, "call_action"),
+            )
+        ]
+        for owner, name in targets:
+            original = getattr(owner, name)
 
             def locked(*args: Any, _original: Callable[..., Any] = original, **kwargs: Any) -> Any:
                 with lock:
                     return _original(*args, **kwargs)
 
-            patch.setattr(DynamoDBBackend, name, wraps(original)(locked))
+            patch.setattr(owner, name, wraps(original)(locked))
         yield
 
 
