@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 import orjson
-from jwt.utils import base64url_decode, base64url_encode
+from jwt.utils import base64url_decode
 
 from connect_lambda.errors import AuthenticationError, Reason
 
@@ -74,7 +74,3 @@ def hs256_valid(token: UnverifiedToken, secret: bytes) -> bool:
     """Constant-time comparison of the token's HMAC-SHA256 with the one computed from the secret."""
     expected = base64.urlsafe_b64encode(hs256_signature(token.signing_input, secret)).rstrip(b"=")
     return hmac.compare_digest(expected, token.signature)
-
-
-def encode_segment(data: bytes) -> str:
-    return base64url_encode(data).decode("ascii")
