@@ -12,7 +12,8 @@ from connect_lambda import deployment
 from moto import mock_aws
 
 from tests.aws import REGION, AwsWorld, aws_environment, create_secrets_key
-from tests.factories import INSTALL_KID, public_pem, rsa_private_key
+from tests.factories import INSTALL_KID, FakeClock, public_pem, rsa_private_key
+from tests.fakes.atlassian_oauth import FakeAuthorizationServer
 from tests.fakes.install_keys_cdn import FakeInstallKeysCdn
 from tests.lambdas import function_env, load_function
 
@@ -28,6 +29,25 @@ def aws() -> Iterator[str]:
     """
     with aws_environment(), mock_aws():
         yield create_secrets_key(boto3.client("kms", region_name=REGION))
+
+
+@pytest.fixture(scope="module")
+def moto_aws() -> Iterator[None]:
+    """Fake credentials and one moto mock for the whole module (the user-token tests build their own tables)."""
+    with aws_environment(), mock_aws():
+        yield
+
+
+@pytest.fixture(scope="module")
+def oauth_server() -> Iterator[FakeAuthorizationServer]:
+    """One loopback authorization server per module; tests reset it through their own ``oauth`` fixture."""
+    with FakeAuthorizationServer() as fake:
+        yield fake
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture

@@ -20,30 +20,16 @@ from connect_lambda.product import (
     RetryPolicy,
 )
 from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
-from moto import mock_aws
 
-from tests.aws import aws_environment
 from tests.factories import APP_KEY, CLIENT_KEY, new_secret
 from tests.fakes.atlassian_oauth import FakeAuthorizationServer
 from tests.fakes.atlassian_product import APP_ACCOUNT_ID, FakeProduct, redirect_answer, status_answer
 from tests.integration.test_user_token_cache import ALICE, OAUTH_CLIENT_ID, World
 
 
-@pytest.fixture(scope="module")
-def moto_aws() -> Iterator[None]:
-    with aws_environment(), mock_aws():
-        yield
-
-
 @pytest.fixture
 def world(moto_aws: None) -> World:
     return World.create()
-
-
-@pytest.fixture(scope="module")
-def oauth_server() -> Iterator[FakeAuthorizationServer]:
-    with FakeAuthorizationServer() as fake:
-        yield fake
 
 
 @pytest.fixture

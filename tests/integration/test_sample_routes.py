@@ -31,12 +31,6 @@ CONTEXT = FakeLambdaContext()
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics to publish:UserWarning")
 
 
-@pytest.fixture(scope="module")
-def oauth_server() -> Iterator[FakeAuthorizationServer]:
-    with FakeAuthorizationServer() as fake:
-        yield fake
-
-
 @pytest.fixture
 def oauth(oauth_server: FakeAuthorizationServer) -> Iterator[FakeAuthorizationServer]:
     oauth_server.reset()

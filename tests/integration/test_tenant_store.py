@@ -28,11 +28,6 @@ T = NOW
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def store(world: AwsWorld, clock: FakeClock):
     return world.store(clock=clock)
 

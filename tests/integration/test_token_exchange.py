@@ -46,11 +46,6 @@ def server():
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def secret() -> str:
     return new_secret()
 

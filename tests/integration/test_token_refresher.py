@@ -14,9 +14,7 @@ import pytest
 from connect_lambda.tenants import InMemoryTenantKeys, TenantKey
 from connect_lambda.token_cache import BUCKET_SECONDS, UserTokenCache, due_bucket, token_key
 from connect_lambda.token_refresher import RefreshPolicy, RefreshReport, refresh_due_tokens
-from moto import mock_aws
 
-from tests.aws import aws_environment
 from tests.factories import CLIENT_KEY, NOW, FakeClock
 from tests.fakes.atlassian_oauth import FakeAuthorizationServer
 from tests.integration.test_user_token_cache import CallCounter, World
@@ -29,26 +27,9 @@ COLD = [f"557058:cold-{i}" for i in range(3)]
 LATER = [f"557058:later-{i}" for i in range(3)]
 
 
-@pytest.fixture(scope="module")
-def moto_aws() -> Iterator[None]:
-    with aws_environment(), mock_aws():
-        yield
-
-
 @pytest.fixture
 def world(moto_aws: None) -> World:
     return World.create()
-
-
-@pytest.fixture(scope="module")
-def oauth_server() -> Iterator[FakeAuthorizationServer]:
-    with FakeAuthorizationServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture

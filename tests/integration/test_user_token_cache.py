@@ -25,9 +25,8 @@ from connect_lambda.product import ProductClient, ProductUnauthorizedError
 from connect_lambda.tenant_store import TenantStore
 from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
 from connect_lambda.token_cache import BUCKET_SECONDS, TTL_AFTER_EXPIRY_SECONDS, UserTokenCache, token_key
-from moto import mock_aws
 
-from tests.aws import REGION, aws_environment, create_secrets_key, load_template
+from tests.aws import REGION, create_secrets_key, load_template
 from tests.factories import APP_KEY, CLIENT_KEY, NOW, FakeClock, new_secret
 from tests.fakes.atlassian_oauth import INVALID_GRANT, FakeAuthorizationServer
 from tests.fakes.atlassian_product import FakeProduct, status_answer
@@ -213,26 +212,9 @@ def simple_tenant(
 # --- fixtures -----------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def moto_aws() -> Iterator[None]:
-    with aws_environment(), mock_aws():
-        yield
-
-
 @pytest.fixture
 def world(moto_aws: None) -> World:
     return World.create()
-
-
-@pytest.fixture(scope="module")
-def oauth_server() -> Iterator[FakeAuthorizationServer]:
-    with FakeAuthorizationServer() as fake:
-        yield fake
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
 
 
 @pytest.fixture
