@@ -9,14 +9,11 @@ but the table.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from bench.common import Options, Row, SectionResult, verdict
-from tests.aws import atomic_item_writes, aws_environment
+from tests.aws import moto_server
 from tests.factories import CLIENT_KEY, new_secret
 from tests.fakes.atlassian_oauth import FakeAuthorizationServer
 from tests.integration.test_token_cache_concurrency import (
@@ -41,21 +38,6 @@ METHOD = (
 )
 
 
-@contextmanager
-def shared_aws() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with aws_environment(), atomic_item_writes():
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
-
-
 def one_run(world: World, oauth: FakeAuthorizationServer, accounts: list[str]) -> tuple[list[Outcome], float]:
     oauth.reset()
     oauth.delay = 0.3
@@ -76,7 +58,7 @@ def one_run(world: World, oauth: FakeAuthorizationServer, accounts: list[str]) -
 
 def run(options: Options) -> SectionResult:
     result = SectionResult()
-    with shared_aws() as endpoint, FakeAuthorizationServer(hang_seconds=3.0) as oauth:
+    with moto_server() as endpoint, FakeAuthorizationServer(hang_seconds=3.0) as oauth:
         world = World.create(endpoint_url=endpoint)
         outcomes, seconds = one_run(world, oauth, [ALICE] * REQUESTERS)
         requests = oauth.request_count

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import threading
 import uuid
 from collections import Counter
@@ -175,6 +176,23 @@ def atomic_item_writes() -> Iterator[None]:
 
             patch.setattr(owner, name, wraps(original)(locked))
         yield
+
+
+@contextlib.contextmanager
+def moto_server() -> Iterator[str]:
+    """A moto server on 127.0.0.1 that several processes reach over HTTP, as Lambda containers reach DynamoDB and
+    KMS, with writes to one item serialised as DynamoDB serialises them; yields its endpoint URL."""
+    from moto.server import ThreadedMotoServer  # noqa: PLC0415
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with aws_environment(), atomic_item_writes():
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        server.start()
+        host, port = server.get_host_and_port()
+        try:
+            yield f"http://{host}:{port}"
+        finally:
+            server.stop()
 
 
 # --- counting calls ---------------------------------------------------------------------------------------------

@@ -18,8 +18,8 @@
 
 const fs = require('fs');
 const path = require('path');
-const readline = require('readline');
 const jwt = require(path.join(__dirname, '..', '..', 'tools', 'node', 'node_modules', 'atlassian-jwt'));
+const { serve } = require(path.join(__dirname, '..', '..', 'tools', 'node', 'jsonlines'));
 
 const HS256 = jwt.SymmetricAlgorithm.HS256;
 const EXP_LEEWAY_SECONDS = 30; // as JWT_LEEWAY_SECONDS on the Python side
@@ -81,16 +81,4 @@ function handle(command) {
   throw new Error('unknown command ' + command.cmd);
 }
 
-const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
-lines.on('line', (line) => {
-  if (!line.trim()) {
-    return;
-  }
-  let output;
-  try {
-    output = handle(JSON.parse(line));
-  } catch (err) {
-    output = { error: String(err && err.message ? err.message : err) };
-  }
-  process.stdout.write(JSON.stringify(output) + '\n');
-});
+serve(handle);

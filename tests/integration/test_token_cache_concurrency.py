@@ -26,9 +26,8 @@ from connect_lambda.errors import ConnectError, DependencyUnavailableError
 from connect_lambda.oauth import TokenExchange
 from connect_lambda.tenants import TenantKey, TenantState
 from connect_lambda.token_cache import UserTokenCache, token_key
-from moto.server import ThreadedMotoServer
 
-from tests.aws import AWS_ENV, REGION, atomic_item_writes, aws_environment
+from tests.aws import AWS_ENV, REGION, moto_server
 from tests.factories import APP_KEY, CLIENT_KEY, new_secret
 from tests.fakes.atlassian_oauth import INVALID_GRANT, SERVER_ERROR, FakeAuthorizationServer
 from tests.integration.test_user_token_cache import ALICE, BOB, OAUTH_CLIENT_ID, World
@@ -43,14 +42,8 @@ CLIENT_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "ma
 
 @pytest.fixture(scope="module")
 def moto_endpoint() -> Iterator[str]:
-    with aws_environment(), atomic_item_writes():
-        server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-        server.start()
-        host, port = server.get_host_and_port()
-        try:
-            yield f"http://{host}:{port}"
-        finally:
-            server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(scope="module")

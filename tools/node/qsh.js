@@ -7,7 +7,7 @@
 // legacy url.parse with querystring parsing); base_path is passed as the library's baseUrl argument.
 'use strict';
 
-const readline = require('readline');
+const { serve } = require('./jsonlines');
 const jwt = require('atlassian-jwt');
 
 function compute(input) {
@@ -19,16 +19,4 @@ function compute(input) {
   };
 }
 
-const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
-lines.on('line', (line) => {
-  if (!line.trim()) {
-    return;
-  }
-  let output;
-  try {
-    output = compute(JSON.parse(line));
-  } catch (err) {
-    output = { error: String(err && err.message ? err.message : err) };
-  }
-  process.stdout.write(JSON.stringify(output) + '\n');
-});
+serve(compute);
