@@ -58,7 +58,6 @@ class Reason(StrEnum):
     FORBIDDEN = "forbidden"
     NOT_FOUND = "not_found"
     PRODUCT_ERROR = "product_error"
-    STALE_WRITE = "stale_write"
     SECRET_UNREADABLE = "secret_unreadable"
 
 

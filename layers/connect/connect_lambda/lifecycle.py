@@ -15,8 +15,6 @@ from typing import Any
 from connect_lambda.errors import InvalidPayloadError, Reason
 from connect_lambda.hosts import HostPattern, check_tenant_base_url
 
-MAX_PAYLOAD_BYTES = 64 * 1024
-
 
 class LifecycleEvent(StrEnum):
     INSTALLED = "installed"

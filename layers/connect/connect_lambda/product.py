@@ -21,7 +21,7 @@ from urllib.parse import urlencode, urljoin, urlsplit
 import requests
 
 from connect_lambda.errors import ConnectError, DependencyUnavailableError, Reason
-from connect_lambda.outbound import AppSigner
+from connect_lambda.outbound import AppSigner, product_url
 from connect_lambda.tenants import TenantKey, TenantKeyLookup, TenantState
 from connect_lambda.token_cache import UserTokenCache
 
@@ -145,7 +145,7 @@ class ProductClient:
             raise ProductRequestError(f"{method} requests carry no body")
         if not path.startswith("/") or path.startswith("//"):
             raise ProductRequestError("product paths start with a single '/'")
-        url = tenant.base_url.rstrip("/") + path
+        url = product_url(tenant.base_url, path)
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
         reauthenticated = False
