@@ -27,12 +27,12 @@ def tenant_base_path(tenant_base_url: str) -> str:
     return urlsplit(tenant_base_url).path.rstrip("/")
 
 
-def _check_under_base(url: str, tenant_base_url: str) -> None:
+def under_tenant_base(url: str, tenant_base_url: str) -> bool:
+    """Whether an absolute URL is on the tenant's origin and under its base path (``/wiki`` for Confluence)."""
     target, base = urlsplit(url), urlsplit(tenant_base_url)
     same_origin = (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)
     base_path = base.path.rstrip("/")
-    if not same_origin or not (target.path == base_path or target.path.startswith(base_path + "/")):
-        raise ValueError("refusing to sign a URL outside the tenant's baseUrl")
+    return same_origin and (target.path == base_path or target.path.startswith(base_path + "/"))
 
 
 def product_url(tenant_base_url: str, path_and_query: str) -> str:
@@ -58,8 +58,8 @@ class AppSigner:
         An absolute URL must lie under the tenant's ``baseUrl``: the qsh covers only the path, so a token made
         for another host could be replayed against this tenant.
         """
-        if "://" in url:
-            _check_under_base(url, self.tenant_base_url)
+        if "://" in url and not under_tenant_base(url, self.tenant_base_url):
+            raise ValueError("refusing to sign a URL outside the tenant's baseUrl")
         issued = int(time.time() if now is None else now)
         claims = {
             "iss": self.app_key,

@@ -16,12 +16,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urljoin, urlsplit
+from urllib.parse import urlencode, urljoin
 
 import requests
 
 from connect_lambda.errors import ConnectError, DependencyUnavailableError, Reason
-from connect_lambda.outbound import AppSigner, product_url
+from connect_lambda.outbound import AppSigner, product_url, under_tenant_base
 from connect_lambda.tenants import TenantKey, TenantKeyLookup, TenantState
 from connect_lambda.token_cache import UserTokenCache
 
@@ -215,12 +215,8 @@ class ProductClient:
     @staticmethod
     def _same_host_redirect(tenant: TenantKey, current: str, location: str) -> str:
         target = urljoin(current, location)
-        wanted, got = urlsplit(tenant.base_url), urlsplit(target)
-        if (got.scheme, got.hostname, got.port) != (wanted.scheme, wanted.hostname, wanted.port):
-            raise ProductRequestError("refusing to follow a redirect to another host")
-        base_path = wanted.path.rstrip("/")
-        if base_path and not (got.path == base_path or got.path.startswith(base_path + "/")):
-            raise ProductRequestError("refusing to follow a redirect outside the tenant's baseUrl")
+        if not under_tenant_base(target, tenant.base_url):
+            raise ProductRequestError("refusing to follow a redirect to another host or outside the tenant's baseUrl")
         return target
 
 
