@@ -94,7 +94,7 @@ class LocalWorld:
     def make_tokens_due(self) -> None:
         """Every cached user token expires in five minutes and was just used: hot and due for the refresher."""
         import boto3  # noqa: PLC0415
-        from connect_lambda.token_cache import due_bucket  # noqa: PLC0415
+        from connect_lambda.stores.user_tokens import due_bucket  # noqa: PLC0415
 
         dynamodb = boto3.client("dynamodb", endpoint_url=self.endpoint, region_name="us-east-1")
         table = self.resources["TOKEN_CACHE_TABLE"]

@@ -17,10 +17,10 @@ from typing import Any
 
 import boto3
 from connect_lambda import deployment
-from connect_lambda.oauth import AccessToken
+from connect_lambda.product.oauth import AccessToken
+from connect_lambda.stores.refresher import RefreshPolicy, refresh_due_tokens
+from connect_lambda.stores.user_tokens import UserTokenCache, due_bucket, token_key
 from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
-from connect_lambda.token_cache import UserTokenCache, due_bucket, token_key
-from connect_lambda.token_refresher import RefreshPolicy, refresh_due_tokens
 
 from bench.common import Options, Row, SectionResult, median, quiet_stdout, ratio, us, verdict
 from bench.world import CONTEXT, BenchTenant, PageRequest, authorizer, install, moto, page_request, set_table

@@ -2,9 +2,9 @@
 
 Reuses the test kit: ``tests.aws`` (moto environment, KMS key, the tenants table from template.yaml),
 ``tests.lambdas`` (loading ``functions/authorizer/app.py`` as Lambda does, with the template's environment) and
-``devstack.events`` (HTTP API payload 2.0 REQUEST authorizer events). Tokens are signed with pyjwt here and their
-qsh computed by ``connect_lambda.qsh``; the Node side of section 1 recomputes the qsh with atlassian-jwt and would
-refuse every token if the two disagreed.
+``devstack.events`` (HTTP API payload 2.0 REQUEST authorizer events). Tokens are signed with pyjwt here and
+their qsh computed by ``connect_lambda.protocol.qsh``; the Node side of section 1 recomputes the qsh with
+atlassian-jwt and would refuse every token if the two disagreed.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from urllib.parse import quote
 import jwt
 import pytest
 from connect_lambda import deployment
-from connect_lambda.lifecycle import LifecycleEvent, LifecyclePayload
-from connect_lambda.qsh import query_string_hash
+from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload
+from connect_lambda.protocol.qsh import query_string_hash
 from moto import mock_aws
 
 from bench.common import quiet_stdout

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 import jwt
-from connect_lambda.qsh import CONTEXT_QSH, query_string_hash
+from connect_lambda.protocol.qsh import CONTEXT_QSH, query_string_hash
 
 from devstack.config import APP_BASE_URL, APP_KEY, INSTALL_KID, LOCAL_TENANT, LocalTenant
 from devstack.keys import install_private_key

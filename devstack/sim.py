@@ -32,7 +32,7 @@ ACCOUNT_PREFIX = "urn:atlassian:connect:useraccountid:"
 def canonical_qsh(method: str, url: str, base_path: str = "") -> str:
     """The qsh as the product computes it; the simulator uses the app's own library for this on purpose:
     what it checks is that the app *signs* correctly, and the library's qsh is tested against the references."""
-    from connect_lambda.qsh import query_string_hash
+    from connect_lambda.protocol.qsh import query_string_hash
 
     return query_string_hash(method, url, base_path)
 

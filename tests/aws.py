@@ -27,7 +27,7 @@ import boto3
 import pytest
 import yaml
 from botocore.client import BaseClient
-from connect_lambda.tenant_store import TenantStore
+from connect_lambda.stores.tenants import TenantStore
 
 from tests.factories import APP_KEY
 

@@ -2,7 +2,7 @@
 
 Every credential built here (shared secrets, tokens) is registered with the leak check, so a test fails if one
 shows up in output or logs. qsh values are computed here from hand-written canonical strings with ``hashlib``,
-independently of ``connect_lambda.qsh``, so the tests do not check the library against itself.
+independently of ``connect_lambda.protocol.qsh``, so the tests do not check the library against itself.
 """
 
 from __future__ import annotations

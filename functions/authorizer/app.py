@@ -18,7 +18,7 @@ from connect_apigw.observability import OutcomeCounter, make_logger
 from connect_apigw.requests import http_request
 from connect_lambda import deployment
 from connect_lambda.errors import ConnectError, Reason
-from connect_lambda.extraction import extract_token
+from connect_lambda.protocol.extraction import extract_token
 from routes import ROUTES
 
 logger = make_logger("connect-authorizer")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connect_lambda.tenant_token import TokenKind
+from connect_lambda.protocol.tenant_token import TokenKind
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from connect_apigw.observability import make_logger
 from connect_apigw.requests import lower_headers
 from connect_apigw.responses import answers_errors
 from connect_lambda import deployment
-from connect_lambda.descriptor import build_descriptor
+from connect_lambda.protocol.descriptor import build_descriptor
 
 logger = make_logger("connect-descriptor")
 

@@ -18,9 +18,9 @@ from connect_apigw.requests import HttpRequest, caller_identity, http_request
 from connect_apigw.responses import answers_errors, empty_response
 from connect_lambda import deployment
 from connect_lambda.errors import AuthenticationError, ConnectError, Reason
-from connect_lambda.extraction import extract_token
-from connect_lambda.lifecycle import LifecycleEvent, LifecyclePayload, parse_lifecycle_payload
-from connect_lambda.tenant_store import WriteOutcome
+from connect_lambda.protocol.extraction import extract_token
+from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload, parse_lifecycle_payload
+from connect_lambda.stores.tenants import WriteOutcome
 
 logger = make_logger("connect-lifecycle")
 metrics = make_metrics("lifecycle")

@@ -8,7 +8,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from connect_apigw.observability import make_logger, make_metrics
 from connect_lambda import deployment
-from connect_lambda.token_refresher import RefreshPolicy, refresh_due_tokens
+from connect_lambda.stores.refresher import RefreshPolicy, refresh_due_tokens
 
 logger = make_logger("connect-token-refresher")
 metrics = make_metrics("token-refresher")

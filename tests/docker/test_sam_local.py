@@ -84,7 +84,7 @@ def test_sam_build_builds_every_function_and_the_layer_for_the_functions_archite
             assert (build / logical_id / "app.py").exists(), logical_id
             assert logical_id in template
     layer = build / "ConnectLayer" / "python"
-    assert (layer / "connect_lambda" / "tenant_token.py").exists()
+    assert (layer / "connect_lambda" / "protocol" / "tenant_token.py").exists()
     assert (layer / "connect_apigw" / "requests.py").exists()
     native = next(layer.glob("cryptography/hazmat/bindings/_rust*.so"))
     machine = int.from_bytes(native.read_bytes()[18:20], "little")

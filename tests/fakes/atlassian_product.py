@@ -38,7 +38,7 @@ LEEWAY_SECONDS = 30
 APP_ACCOUNT_ID = "557058:app-user-of-the-connect-app"
 
 
-# --- the canonical request, written out independently of connect_lambda.qsh --------------------------------------
+# --- the canonical request, written out independently of connect_lambda.protocol.qsh ---------------------------------
 
 
 def _encode(text: str) -> str:

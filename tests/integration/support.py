@@ -16,8 +16,8 @@ import boto3
 from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.stub import Stubber
-from connect_lambda.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
-from connect_lambda.lifecycle import LifecycleEvent, LifecyclePayload, parse_lifecycle_payload
+from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
+from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload, parse_lifecycle_payload
 
 from tests.aws import REGION
 from tests.events import authorizer_event, behind_authorizer, http_event, jwt_header

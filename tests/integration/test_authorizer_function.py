@@ -10,7 +10,7 @@ import pytest
 import time_machine
 from botocore.stub import Stubber
 from connect_lambda import deployment
-from connect_lambda.tenant_store import TenantStore
+from connect_lambda.stores.tenants import TenantStore
 
 from tests.aws import AwsWorld
 from tests.events import authorizer_event, jwt_header

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import requests
 from connect_lambda.errors import ConnectError, DependencyUnavailableError, Reason
-from connect_lambda.product import (
+from connect_lambda.product.client import (
     ProductClient,
     ProductForbiddenError,
     ProductRequestError,

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 from connect_lambda import deployment
-from connect_lambda.lifecycle import LifecycleEvent, LifecyclePayload
-from connect_lambda.oauth import TokenExchange
-from connect_lambda.token_cache import UserTokenCache
+from connect_lambda.product.oauth import TokenExchange
+from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload
+from connect_lambda.stores.user_tokens import UserTokenCache
 
 from tests.aws import AwsWorld, load_template
 from tests.events import http_event

@@ -10,8 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from botocore.exceptions import ClientError
 from connect_lambda.errors import DependencyUnavailableError
-from connect_lambda.lifecycle import LifecycleEvent
-from connect_lambda.tenant_store import (
+from connect_lambda.protocol.lifecycle import LifecycleEvent
+from connect_lambda.stores.tenants import (
     RETENTION_SECONDS,
     SecretUnreadableError,
     WriteOutcome,

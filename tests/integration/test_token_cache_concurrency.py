@@ -23,9 +23,9 @@ import requests
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from connect_lambda.errors import ConnectError, DependencyUnavailableError
-from connect_lambda.oauth import TokenExchange
+from connect_lambda.product.oauth import TokenExchange
+from connect_lambda.stores.user_tokens import UserTokenCache, token_key
 from connect_lambda.tenants import TenantKey, TenantState
-from connect_lambda.token_cache import UserTokenCache, token_key
 
 from tests.aws import AWS_ENV, REGION, moto_server
 from tests.factories import APP_KEY, CLIENT_KEY, new_secret

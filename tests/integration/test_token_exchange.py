@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 from connect_lambda.errors import DependencyUnavailableError, Reason
-from connect_lambda.oauth import GRANT_TYPE, GrantRejectedError, TokenExchange, normalise_scopes
+from connect_lambda.product.oauth import GRANT_TYPE, GrantRejectedError, TokenExchange, normalise_scopes
 from connect_lambda.tenants import TenantKey, TenantState
 from requests.adapters import HTTPAdapter
 

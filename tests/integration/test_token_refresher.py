@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from connect_lambda.stores.refresher import RefreshPolicy, RefreshReport, refresh_due_tokens
+from connect_lambda.stores.user_tokens import BUCKET_SECONDS, UserTokenCache, due_bucket, token_key
 from connect_lambda.tenants import InMemoryTenantKeys, TenantKey
-from connect_lambda.token_cache import BUCKET_SECONDS, UserTokenCache, due_bucket, token_key
-from connect_lambda.token_refresher import RefreshPolicy, RefreshReport, refresh_due_tokens
 
 from tests.factories import CLIENT_KEY, NOW, FakeClock
 from tests.fakes.atlassian_oauth import FakeAuthorizationServer

@@ -19,12 +19,12 @@ import pytest
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from connect_lambda.errors import ConnectError
-from connect_lambda.lifecycle import LifecycleEvent, LifecyclePayload
-from connect_lambda.oauth import GrantRejectedError, TokenExchange
-from connect_lambda.product import ProductClient, ProductUnauthorizedError
-from connect_lambda.tenant_store import TenantStore
+from connect_lambda.product.client import ProductClient, ProductUnauthorizedError
+from connect_lambda.product.oauth import GrantRejectedError, TokenExchange
+from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload
+from connect_lambda.stores.tenants import TenantStore
+from connect_lambda.stores.user_tokens import BUCKET_SECONDS, TTL_AFTER_EXPIRY_SECONDS, UserTokenCache, token_key
 from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
-from connect_lambda.token_cache import BUCKET_SECONDS, TTL_AFTER_EXPIRY_SECONDS, UserTokenCache, token_key
 
 from tests.aws import REGION, create_secrets_key, load_template
 from tests.factories import APP_KEY, CLIENT_KEY, NOW, FakeClock, new_secret

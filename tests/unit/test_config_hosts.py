@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from connect_lambda.config import AppSettings, parse_leeway, required_env
 from connect_lambda.errors import ConfigurationError, InvalidPayloadError, Reason
-from connect_lambda.hosts import (
+from connect_lambda.protocol.hosts import (
     AtlassianEnvironment,
     HostPattern,
     check_tenant_base_url,
     environment_of,
     parse_host_patterns,
 )
+from connect_lambda.settings import AppSettings, parse_leeway, required_env
 
 BASE_ENV = {"APP_KEY": "com.example.connect-app", "APP_BASE_URL": "https://connect-app.example.com"}
 

@@ -7,10 +7,10 @@ say exactly which URLs were fetched, in which order, and that an invalid kid nev
 from __future__ import annotations
 
 import pytest
-from connect_lambda import install_keys
 from connect_lambda.errors import AuthenticationError, InstallKeyUnavailableError, Reason
-from connect_lambda.hosts import AtlassianEnvironment
-from connect_lambda.install_keys import MAX_KEY_BYTES, InstallKeyProvider, validate_kid
+from connect_lambda.protocol import install_keys
+from connect_lambda.protocol.hosts import AtlassianEnvironment
+from connect_lambda.protocol.install_keys import MAX_KEY_BYTES, InstallKeyProvider, validate_kid
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 from connect_lambda.errors import InvalidPayloadError, Reason
-from connect_lambda.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
-from connect_lambda.lifecycle import LifecycleEvent, parse_lifecycle_payload
+from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
+from connect_lambda.protocol.lifecycle import LifecycleEvent, parse_lifecycle_payload
 
 from tests.factories import APP_KEY, CLIENT_KEY, MISSING, TENANT_BASE_URL, lifecycle_body, new_secret
 from tests.leakcheck import register_secret

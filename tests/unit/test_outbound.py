@@ -13,8 +13,8 @@ import jwt
 import pytest
 import time_machine
 from connect_lambda.errors import ConfigurationError, Reason
-from connect_lambda.outbound import AppSigner, product_url, tenant_base_path, user_assertion
-from connect_lambda.qsh import query_string_hash_from_parts
+from connect_lambda.protocol.qsh import query_string_hash_from_parts
+from connect_lambda.protocol.signing import AppSigner, product_url, tenant_base_path, user_assertion
 
 from tests.factories import APP_KEY, CLIENT_KEY, NOW, TENANT_BASE_URL, b64url_decode, new_secret, qsh
 from tests.leakcheck import register_secret

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 from connect_lambda.errors import MalformedRequestError
-from connect_lambda.qsh import canonical_request
+from connect_lambda.protocol.qsh import canonical_request
 
 from tests.unit.test_qsh_table import load_cases
 

@@ -1,4 +1,4 @@
-"""Property tests of connect_lambda.qsh: invariants that PROTOCOL.md §2 implies for every input.
+"""Property tests of connect_lambda.protocol.qsh: invariants that PROTOCOL.md §2 implies for every input.
 
 Deterministic (derandomize=True) with modest example counts, so the file is fast and never flaky.
 """
@@ -8,7 +8,7 @@ from __future__ import annotations
 from urllib.parse import unquote_plus
 
 from connect_lambda.errors import MalformedRequestError
-from connect_lambda.qsh import canonical_query, canonical_request, query_string_hash
+from connect_lambda.protocol.qsh import canonical_query, canonical_request, query_string_hash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

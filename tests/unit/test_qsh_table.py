@@ -1,4 +1,4 @@
-"""connect_lambda.qsh against the hand-written case table (tests/unit/qsh_cases.json, PROTOCOL.md §2).
+"""connect_lambda.protocol.qsh against the hand-written case table (tests/unit/qsh_cases.json, PROTOCOL.md §2).
 
 The expected canonical strings in the table were derived from the rules in PROTOCOL.md §2, not from the
 implementation's output, so a failure here is a disagreement between the code and the spec.
@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from connect_lambda.errors import MalformedRequestError
-from connect_lambda.qsh import (
+from connect_lambda.protocol.qsh import (
     canonical_request,
     canonical_request_from_parts,
     query_string_hash,

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from connect_lambda import install_keys
 from connect_lambda.errors import AuthenticationError, InstallKeyUnavailableError, Reason
-from connect_lambda.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, AtlassianEnvironment, parse_host_patterns
-from connect_lambda.install_keys import MAX_KEY_BYTES, InstallKeyProvider
-from connect_lambda.lifecycle import LifecycleEvent, LifecyclePayload, parse_lifecycle_payload
-from connect_lambda.signed_install import SignedInstallVerifier
-from connect_lambda.tenant_token import RequestTarget
+from connect_lambda.protocol import install_keys
+from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, AtlassianEnvironment, parse_host_patterns
+from connect_lambda.protocol.install_keys import MAX_KEY_BYTES, InstallKeyProvider
+from connect_lambda.protocol.install_token import SignedInstallVerifier
+from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload, parse_lifecycle_payload
+from connect_lambda.protocol.tenant_token import RequestTarget
 from cryptography.hazmat.primitives import serialization
 
 from tests.factories import (

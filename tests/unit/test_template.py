@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from cfnlint.decode.cfn_yaml import loads as cfn_loads
 from connect_lambda import deployment
-from connect_lambda.descriptor import LIFECYCLE_PATHS
-from connect_lambda.tenant_store import BASE_URL_INDEX
+from connect_lambda.protocol.descriptor import LIFECYCLE_PATHS
+from connect_lambda.stores.tenants import BASE_URL_INDEX
 
 from tests.lambdas import function_env, load_function
 

@@ -12,7 +12,7 @@ from connect_lambda.errors import (
     Reason,
     TenantStateError,
 )
-from connect_lambda.tenant_token import RequestTarget, TenantTokenVerifier, TokenKind
+from connect_lambda.protocol.tenant_token import RequestTarget, TenantTokenVerifier, TokenKind
 from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
 
 from tests.factories import (

@@ -14,12 +14,12 @@ from urllib.parse import unquote_plus
 
 import pytest
 from connect_lambda.errors import AuthenticationError, ConnectError, Reason
-from connect_lambda.extraction import MAX_TOKEN_LENGTH, extract_token
-from connect_lambda.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
-from connect_lambda.install_keys import InstallKeyProvider, validate_kid
-from connect_lambda.lifecycle import LifecycleEvent, parse_lifecycle_payload
-from connect_lambda.signed_install import SignedInstallVerifier
-from connect_lambda.tenant_token import RequestTarget, TenantTokenVerifier, TokenKind
+from connect_lambda.protocol.extraction import MAX_TOKEN_LENGTH, extract_token
+from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
+from connect_lambda.protocol.install_keys import InstallKeyProvider, validate_kid
+from connect_lambda.protocol.install_token import SignedInstallVerifier
+from connect_lambda.protocol.lifecycle import LifecycleEvent, parse_lifecycle_payload
+from connect_lambda.protocol.tenant_token import RequestTarget, TenantTokenVerifier, TokenKind
 from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from hypothesis import HealthCheck, given, settings

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from connect_lambda.errors import AuthenticationError, ConnectError, MalformedRequestError, Reason
-from connect_lambda.request import RequestTarget
+from connect_lambda.protocol.request import RequestTarget
 
 MAX_BODY_BYTES = 64 * 1024
 

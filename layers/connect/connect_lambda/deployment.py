@@ -15,16 +15,16 @@ import functools
 import os
 from typing import TYPE_CHECKING
 
-from connect_lambda.config import AppSettings, required_env
 from connect_lambda.errors import ConfigurationError, DependencyUnavailableError
+from connect_lambda.settings import AppSettings, required_env
 from connect_lambda.tracing import trace_aws_calls
 
 if TYPE_CHECKING:
-    from connect_lambda.product import ProductClient
-    from connect_lambda.signed_install import SignedInstallVerifier
-    from connect_lambda.tenant_store import TenantStore
-    from connect_lambda.tenant_token import TenantTokenVerifier
-    from connect_lambda.token_cache import UserTokenCache
+    from connect_lambda.product.client import ProductClient
+    from connect_lambda.protocol.install_token import SignedInstallVerifier
+    from connect_lambda.protocol.tenant_token import TenantTokenVerifier
+    from connect_lambda.stores.tenants import TenantStore
+    from connect_lambda.stores.user_tokens import UserTokenCache
 
 # Each builder imports what it builds: a function imports only the parts of the library its requests use
 # (the authorizer never loads the HTTP client, the install-key fetcher or the product client).
@@ -54,7 +54,7 @@ def settings() -> AppSettings:
 
 @functools.cache
 def tenant_store() -> TenantStore:
-    from connect_lambda.tenant_store import TenantStore
+    from connect_lambda.stores.tenants import TenantStore
 
     trace_aws_calls()
     return TenantStore(
@@ -67,7 +67,7 @@ def tenant_store() -> TenantStore:
 
 @functools.cache
 def tenant_verifier() -> TenantTokenVerifier:
-    from connect_lambda.tenant_token import TenantTokenVerifier
+    from connect_lambda.protocol.tenant_token import TenantTokenVerifier
 
     config = settings()
     return TenantTokenVerifier(tenant_store(), base_path=config.base_path, leeway_seconds=config.leeway_seconds)
@@ -75,8 +75,8 @@ def tenant_verifier() -> TenantTokenVerifier:
 
 @functools.cache
 def install_verifier() -> SignedInstallVerifier:
-    from connect_lambda.install_keys import InstallKeyProvider
-    from connect_lambda.signed_install import SignedInstallVerifier
+    from connect_lambda.protocol.install_keys import InstallKeyProvider
+    from connect_lambda.protocol.install_token import SignedInstallVerifier
 
     config = settings()
     return SignedInstallVerifier(
@@ -89,8 +89,8 @@ def install_verifier() -> SignedInstallVerifier:
 
 @functools.cache
 def user_tokens() -> UserTokenCache:
-    from connect_lambda.oauth import TokenExchange
-    from connect_lambda.token_cache import UserTokenCache
+    from connect_lambda.product.oauth import TokenExchange
+    from connect_lambda.stores.user_tokens import UserTokenCache
 
     trace_aws_calls()
     config = settings()
@@ -105,7 +105,7 @@ def user_tokens() -> UserTokenCache:
 @functools.cache
 def product_client() -> ProductClient:
     """The product client, with the user-token cache when this function is configured for one."""
-    from connect_lambda.product import ProductClient
+    from connect_lambda.product.client import ProductClient
 
     tokens = user_tokens() if os.environ.get("TOKEN_CACHE_TABLE", "").strip() else None
     return ProductClient(app_key=settings().app_key, tenants=tenant_store(), user_tokens=tokens)

@@ -13,7 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from connect_lambda.errors import InvalidPayloadError, Reason
-from connect_lambda.hosts import HostPattern, check_tenant_base_url
+from connect_lambda.protocol.hosts import HostPattern, check_tenant_base_url
 
 
 class LifecycleEvent(StrEnum):

@@ -21,9 +21,9 @@ from urllib.parse import urlencode, urljoin
 import requests
 
 from connect_lambda.errors import ConnectError, DependencyUnavailableError, Reason
-from connect_lambda.outbound import AppSigner, product_url, under_tenant_base
+from connect_lambda.protocol.signing import AppSigner, product_url, under_tenant_base
+from connect_lambda.stores.user_tokens import UserTokenCache
 from connect_lambda.tenants import TenantKey, TenantKeyLookup, TenantState
-from connect_lambda.token_cache import UserTokenCache
 
 logger = logging.getLogger(__name__)
 

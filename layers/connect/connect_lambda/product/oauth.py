@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 import requests
 
 from connect_lambda.errors import ConfigurationError, ConnectError, DependencyUnavailableError, Reason
-from connect_lambda.hosts import AtlassianEnvironment, environment_of
-from connect_lambda.outbound import user_assertion
+from connect_lambda.protocol.hosts import AtlassianEnvironment, environment_of
+from connect_lambda.protocol.signing import user_assertion
 from connect_lambda.tenants import TenantKey
 
 logger = logging.getLogger(__name__)

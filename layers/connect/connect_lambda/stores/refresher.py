@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from connect_lambda.errors import ConnectError
+from connect_lambda.stores.user_tokens import UserTokenCache
 from connect_lambda.tenants import TenantKeyLookup, TenantState
-from connect_lambda.token_cache import UserTokenCache
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connect_lambda.aws import AwsClients, error_code, is_condition_failure, unavailable
-from connect_lambda.oauth import AccessToken, TokenExchange, normalise_scopes
+from connect_lambda.product.oauth import AccessToken, TokenExchange, normalise_scopes
+from connect_lambda.stores.aws import AwsClients, error_code, is_condition_failure, unavailable
 from connect_lambda.tenants import TenantKey
 
 if TYPE_CHECKING:

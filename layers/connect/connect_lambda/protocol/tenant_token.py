@@ -20,12 +20,12 @@ from enum import StrEnum
 from types import MappingProxyType
 from typing import Any
 
-from connect_lambda.claims import check_time_claims
-from connect_lambda.config import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 from connect_lambda.errors import AuthenticationError, ConfigurationError, Reason, TenantStateError
-from connect_lambda.jws import UnverifiedToken, decode_unverified, hs256_valid
-from connect_lambda.qsh import CONTEXT_QSH, query_string_hash_from_parts
-from connect_lambda.request import RequestTarget
+from connect_lambda.protocol.claims import check_time_claims
+from connect_lambda.protocol.jws import UnverifiedToken, decode_unverified, hs256_valid
+from connect_lambda.protocol.qsh import CONTEXT_QSH, query_string_hash_from_parts
+from connect_lambda.protocol.request import RequestTarget
+from connect_lambda.settings import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 from connect_lambda.tenants import TenantKey, TenantKeyLookup, TenantState
 
 MAX_CLIENT_KEY_LENGTH = 256

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connect_lambda.config import AppSettings
+from connect_lambda.settings import AppSettings
 
 LIFECYCLE_PATHS = {
     "installed": "/installed",

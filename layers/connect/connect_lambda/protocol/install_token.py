@@ -15,13 +15,13 @@ from typing import Any
 
 import jwt
 
-from connect_lambda.claims import check_time_claims
-from connect_lambda.config import DEFAULT_LEEWAY_SECONDS
 from connect_lambda.errors import AuthenticationError, Reason
-from connect_lambda.install_keys import InstallKeyProvider, validate_kid
-from connect_lambda.lifecycle import LifecyclePayload
-from connect_lambda.qsh import CONTEXT_QSH, query_string_hash_from_parts
-from connect_lambda.request import RequestTarget
+from connect_lambda.protocol.claims import check_time_claims
+from connect_lambda.protocol.install_keys import InstallKeyProvider, validate_kid
+from connect_lambda.protocol.lifecycle import LifecyclePayload
+from connect_lambda.protocol.qsh import CONTEXT_QSH, query_string_hash_from_parts
+from connect_lambda.protocol.request import RequestTarget
+from connect_lambda.settings import DEFAULT_LEEWAY_SECONDS
 
 
 def _normalise_audience(value: str) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from connect_lambda.errors import ConfigurationError
-from connect_lambda.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, HostPattern, parse_host_patterns
+from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, HostPattern, parse_host_patterns
 
 DEFAULT_LEEWAY_SECONDS = 30
 MAX_LEEWAY_SECONDS = 60

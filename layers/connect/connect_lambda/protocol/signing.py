@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import jwt
 
 from connect_lambda.errors import ConfigurationError
-from connect_lambda.qsh import query_string_hash
+from connect_lambda.protocol.qsh import query_string_hash
 
 REQUEST_TOKEN_LIFETIME_SECONDS = 180
 ASSERTION_LIFETIME_SECONDS = 60

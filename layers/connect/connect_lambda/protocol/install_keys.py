@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from connect_lambda.errors import AuthenticationError, InstallKeyUnavailableError, Reason
-from connect_lambda.hosts import AtlassianEnvironment, environment_of
+from connect_lambda.protocol.hosts import AtlassianEnvironment, environment_of
 
 CDN_CHAINS: dict[AtlassianEnvironment, tuple[str, ...]] = {
     AtlassianEnvironment.PRODUCTION: (

@@ -22,9 +22,9 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from connect_lambda.aws import AwsClients, error_code, is_condition_failure, unavailable
 from connect_lambda.errors import ConnectError, Reason
-from connect_lambda.lifecycle import LifecycleEvent, LifecyclePayload
+from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload
+from connect_lambda.stores.aws import AwsClients, error_code, is_condition_failure, unavailable
 from connect_lambda.tenants import TenantKey, TenantState
 
 if TYPE_CHECKING:
