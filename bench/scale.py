@@ -20,13 +20,14 @@ from connect_lambda import deployment
 from connect_lambda.product.oauth import AccessToken
 from connect_lambda.stores.refresher import RefreshPolicy, refresh_due_tokens
 from connect_lambda.stores.user_tokens import UserTokenCache, due_bucket, token_key
-from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
+from connect_lambda.tenancy.directory import InMemoryTenantDirectory
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 
 from bench.common import Options, Row, SectionResult, median, quiet_stdout, ratio, us, verdict
 from bench.world import CONTEXT, BenchTenant, PageRequest, authorizer, install, moto, page_request, set_table
-from tests.aws import REGION, AwsWorld, create_tenants_table
+from tests.aws import REGION, AwsWorld, create_table_from_template, create_tenants_table
 from tests.factories import APP_KEY
-from tests.integration.test_user_token_cache import CallCounter, create_table_from_template
+from tests.integration.test_user_token_cache import CallCounter
 
 KEY = "scale"
 TITLE = "5. Scale"
@@ -84,7 +85,7 @@ def batch_write(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> int:
 def filled_tenants_table(world: AwsWorld, tenants: list[BenchTenant], total: int) -> tuple[str, float, int]:
     """A tenants table holding ``tenants`` (installed for real) and fillers up to ``total``."""
     table = create_tenants_table(world.dynamodb, world.key_arn)
-    install(AwsWorld(world.dynamodb, world.kms, world.key_arn, table), tenants)
+    install(AwsWorld(world.dynamodb, world.kms, world.key_arn, table, world.idempotency_table), tenants)
     ciphertext = world.kms.encrypt(
         KeyId=world.key_arn, Plaintext=b"x" * 64, EncryptionContext={"clientKey": "filler", "appKey": APP_KEY}
     )["CiphertextBlob"]
@@ -99,7 +100,7 @@ def time_authorizations(
     handler: Any, requests: list[PageRequest], tenants: list[BenchTenant], count: int, uncached: bool
 ) -> float:
     """Mean seconds per authorization over ``count`` requests cycling through the sample."""
-    store = deployment.tenant_store()
+    store = deployment.current().tenants
     spent = 0.0
     with quiet_stdout():
         for i in range(count):
@@ -172,12 +173,12 @@ class FakeExchange:
     def __init__(self) -> None:
         self.calls = 0
 
-    def exchange(self, tenant: TenantKey, account_id: str, scopes: Any) -> AccessToken:
+    def exchange(self, tenant: Tenant, account_id: str, scopes: Any) -> AccessToken:
         self.calls += 1
         return AccessToken(value=f"fake-token-{uuid.uuid4().hex}", expires_at=time.time() + 900, scopes=tuple(scopes))
 
 
-def token_items(total: int, due: int, tenants: list[TenantKey], ciphertext: bytes, now: int) -> list[dict[str, Any]]:
+def token_items(total: int, due: int, tenants: list[Tenant], ciphertext: bytes, now: int) -> list[dict[str, Any]]:
     rng = random.Random(total * 7 + due)
     items = []
     for i in range(total):
@@ -206,7 +207,7 @@ def token_items(total: int, due: int, tenants: list[TenantKey], ciphertext: byte
     return items
 
 
-def refresher_run(world: AwsWorld, table: str, tenants: list[TenantKey], due: int) -> dict[str, Any]:
+def refresher_run(world: AwsWorld, table: str, tenants: list[Tenant], due: int) -> dict[str, Any]:
     dynamodb, kms = boto3.client("dynamodb", region_name=REGION), boto3.client("kms", region_name=REGION)
     counter = CallCounter().watch(dynamodb, kms)
     exchange = FakeExchange()
@@ -220,7 +221,7 @@ def refresher_run(world: AwsWorld, table: str, tenants: list[TenantKey], due: in
     )
     policy = RefreshPolicy(max_tokens=10 * due + 100, time_budget_seconds=3600)
     started = time.monotonic()
-    report = refresh_due_tokens(cache, InMemoryTenantKeys({t.client_key: t for t in tenants}), policy=policy)
+    report = refresh_due_tokens(cache, InMemoryTenantDirectory(tenants), policy=policy)
     seconds = time.monotonic() - started
     return {
         "queries": counter.calls["Query"],
@@ -257,7 +258,7 @@ def refresher_scale(options: Options, result: SectionResult) -> None:
     with moto():
         world = AwsWorld.create()
         tenants = [
-            TenantKey(
+            Tenant(
                 client_key=f"tenant-{i}",
                 state=TenantState.ENABLED,
                 shared_secret=f"secret-{i}".encode() * 4,

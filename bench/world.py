@@ -22,8 +22,8 @@ from urllib.parse import quote
 import jwt
 import pytest
 from connect_lambda import deployment
-from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload
 from connect_lambda.protocol.qsh import query_string_hash
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 from moto import mock_aws
 
 from bench.common import quiet_stdout
@@ -54,13 +54,12 @@ class BenchTenant:
             base_url=f"https://site-{serial}.atlassian.net",
         )
 
-    def payload(self) -> LifecyclePayload:
-        return LifecyclePayload(
-            event=LifecycleEvent.INSTALLED,
-            key=APP_KEY,
+    def payload(self) -> Tenant:
+        return Tenant(
             client_key=self.client_key,
+            state=TenantState.INSTALLED,
             base_url=self.base_url,
-            shared_secret=self.shared_secret,
+            shared_secret=self.shared_secret.encode(),
             display_url=self.base_url,
             product_type="jira",
             description=f"Atlassian JIRA at {self.base_url}",

@@ -55,7 +55,7 @@ def function_env(resources: dict[str, str]) -> dict[str, str]:
         "APP_KEY": APP_KEY,
         "APP_BASE_URL": APP_BASE_URL,
         "APP_BASE_URL_PARAMETER": "",
-        "ALLOWED_TENANT_HOSTS": f"http://{CONTAINER_HOST}",
+        "ALLOWED_TENANT_HOSTS": f"http://{CONTAINER_HOST}:{SIM_PORT}",
         "INSTALL_KEYS_URL": f"http://{CONTAINER_HOST}:{SIM_PORT}/install-keys",
         "OAUTH_SERVER_URL": f"http://{CONTAINER_HOST}:{SIM_PORT}",
         "AWS_ENDPOINT_URL": f"http://{CONTAINER_HOST}:{MOTO_PORT}",

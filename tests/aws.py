@@ -117,32 +117,45 @@ def create_secrets_key(kms: BaseClient) -> str:
     return metadata["Arn"]
 
 
-def create_tenants_table(dynamodb: BaseClient, key_arn: str, name: str | None = None) -> str:
-    """The tenants table, from template.yaml's TenantsTable properties; returns its name."""
-    props = tenants_table_properties()
-    name = name or f"tenants-{uuid.uuid4().hex[:12]}"
-    sse = dict(props["SSESpecification"])
-    sse.pop(
-        "SSEType", None
-    )  # CreateTable's SSESpecification names it SSEType too, but moto wants Enabled/KMSMasterKeyId
+def table_properties(logical_id: str) -> dict[str, Any]:
+    return load_template()["Resources"][logical_id]["Properties"]
+
+
+def create_table_from_template(dynamodb: BaseClient, logical_id: str, key_arn: str, name: str | None = None) -> str:
+    """A table with the attributes, keys, indexes, billing, SSE, TTL and PITR that template.yaml declares."""
+    props = table_properties(logical_id)
+    name = name or f"{logical_id}-{uuid.uuid4().hex[:10]}"
     request: dict[str, Any] = {
         "TableName": name,
         "BillingMode": props["BillingMode"],
         "AttributeDefinitions": props["AttributeDefinitions"],
         "KeySchema": props["KeySchema"],
-        "GlobalSecondaryIndexes": props["GlobalSecondaryIndexes"],
-        "SSESpecification": {"Enabled": sse["SSEEnabled"], "SSEType": "KMS", "KMSMasterKeyId": key_arn},
+        # CreateTable names it SSEType too, but moto wants Enabled/KMSMasterKeyId
+        "SSESpecification": {
+            "Enabled": props["SSESpecification"]["SSEEnabled"],
+            "SSEType": "KMS",
+            "KMSMasterKeyId": key_arn,
+        },
     }
+    if props.get("GlobalSecondaryIndexes"):
+        request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
     dynamodb.create_table(**request)
-    ttl = props["TimeToLiveSpecification"]
-    dynamodb.update_time_to_live(
-        TableName=name, TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]}
-    )
-    pitr = props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"]
-    dynamodb.update_continuous_backups(
-        TableName=name, PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": pitr}
-    )
+    if ttl := props.get("TimeToLiveSpecification"):
+        dynamodb.update_time_to_live(
+            TableName=name,
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
+        )
+    if pitr := props.get("PointInTimeRecoverySpecification"):
+        dynamodb.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": pitr["PointInTimeRecoveryEnabled"]},
+        )
     return name
+
+
+def create_tenants_table(dynamodb: BaseClient, key_arn: str, name: str | None = None) -> str:
+    """The tenants table, from template.yaml's TenantsTable properties; returns its name."""
+    return create_table_from_template(dynamodb, "TenantsTable", key_arn, name or f"tenants-{uuid.uuid4().hex[:12]}")
 
 
 @contextlib.contextmanager
@@ -233,14 +246,21 @@ class AwsWorld:
     kms: BaseClient
     key_arn: str
     table: str
+    idempotency_table: str
 
     @classmethod
     def create(cls, key_arn: str | None = None) -> AwsWorld:
-        """A new table (and clients); a new key unless ``key_arn`` is given (moto makes keys slowly)."""
+        """New tables (and clients); a new key unless ``key_arn`` is given (moto makes keys slowly)."""
         dynamodb = boto3.client("dynamodb", region_name=REGION)
         kms = boto3.client("kms", region_name=REGION)
         key_arn = key_arn or create_secrets_key(kms)
-        return cls(dynamodb=dynamodb, kms=kms, key_arn=key_arn, table=create_tenants_table(dynamodb, key_arn))
+        return cls(
+            dynamodb=dynamodb,
+            kms=kms,
+            key_arn=key_arn,
+            table=create_tenants_table(dynamodb, key_arn),
+            idempotency_table=create_table_from_template(dynamodb, "IdempotencyTable", key_arn),
+        )
 
     def store(self, *, app_key: str = APP_KEY, dynamodb: Any = None, kms: Any = None, **kwargs: Any) -> TenantStore:
         return TenantStore(
@@ -268,4 +288,8 @@ class AwsWorld:
     @property
     def env(self) -> dict[str, str]:
         """The variables template.yaml gives the functions for these resources."""
-        return {"TENANTS_TABLE": self.table, "SECRETS_KEY_ID": self.key_arn}
+        return {
+            "TENANTS_TABLE": self.table,
+            "SECRETS_KEY_ID": self.key_arn,
+            "IDEMPOTENCY_TABLE": self.idempotency_table,
+        }

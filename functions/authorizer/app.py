@@ -41,7 +41,7 @@ def authorize(event: dict[str, Any], request_id: str = "") -> dict[str, Any]:
     try:
         request = http_request(event, read_body=False)
         token = extract_token(request.headers, request.raw_query, names_lowercased=True)
-        verified = deployment.tenant_verifier().verify(
+        verified = deployment.current().tenant_verifier.verify(
             token.token, request.target, accept=policy.kind, allow_disabled_tenant=policy.allow_disabled_tenant
         )
     except ConnectError as exc:

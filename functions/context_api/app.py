@@ -13,7 +13,7 @@ from connect_apigw.observability import make_logger
 from connect_apigw.requests import caller_identity
 from connect_apigw.responses import answers_errors, json_response
 from connect_lambda import deployment
-from connect_lambda.errors import ConnectError, Reason
+from connect_lambda.errors import ForbiddenError, UpstreamError
 
 logger = make_logger("connect-context-api")
 
@@ -24,9 +24,9 @@ MYSELF_FIELDS = ("accountId", "displayName", "accountType", "active", "timeZone"
 def handle(event: dict[str, Any]) -> dict[str, Any]:
     caller = caller_identity(event)
     if not caller.account_id:
-        raise ConnectError("this API acts as a user; the token carries none", Reason.FORBIDDEN)
+        raise ForbiddenError("this API acts as a user; the token carries none")
     logger.append_keys(clientKey=caller.client_key)
-    product = deployment.product_client().as_user(caller.client_key, caller.account_id, scopes=("READ",))
+    product = deployment.current().product.as_user(caller.client_key, caller.account_id, scopes=("READ",))
     response = product.get("/rest/api/3/myself")
     if response.status_code != 200:
         logger.warning("product answered", extra={"status": response.status_code})
@@ -34,9 +34,9 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     try:
         myself = response.json()
     except ValueError as exc:
-        raise ConnectError("product answer is not JSON", Reason.PRODUCT_ERROR) from exc
+        raise UpstreamError("product answer is not JSON") from exc
     if not isinstance(myself, dict):
-        raise ConnectError("product answer is not a JSON object", Reason.PRODUCT_ERROR)
+        raise UpstreamError("product answer is not a JSON object")
     return json_response(200, {key: myself.get(key) for key in MYSELF_FIELDS if key in myself})
 
 

@@ -36,7 +36,7 @@ MODULES: dict[str, Any] = {
 
 
 def render() -> tuple[str, str]:
-    settings = deployment.settings()
+    settings = deployment.current().settings
     descriptor = build_descriptor(
         settings,
         name=os.environ.get("APP_NAME") or settings.app_key,

@@ -1,13 +1,12 @@
 """Lifecycle callbacks: installed and uninstalled (signed install, verified here because it needs the body),
 enabled and disabled (tenant tokens, verified by the authorizer; the token's tenant must be the body's).
 
-Every answer is decided before anything is stored: the body is validated, then the token verified, then one
-conditional write records the event. AWS failures answer 503 so that Atlassian retries; retries are idempotent.
+The decisions are the library's (:mod:`connect_lambda.tenancy.lifecycle`); this function reads the request and
+answers. AWS failures answer 503 so that Atlassian retries; retries are idempotent.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -17,74 +16,62 @@ from connect_apigw.observability import make_logger, make_metrics
 from connect_apigw.requests import HttpRequest, caller_identity, http_request
 from connect_apigw.responses import answers_errors, empty_response
 from connect_lambda import deployment
-from connect_lambda.errors import AuthenticationError, ConnectError, Reason
+from connect_lambda.errors import NotFoundError
 from connect_lambda.protocol.extraction import extract_token
-from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload, parse_lifecycle_payload
-from connect_lambda.stores.tenants import WriteOutcome
+from connect_lambda.protocol.lifecycle import LifecycleEvent
+from connect_lambda.tenancy.lifecycle import LifecycleOutcome, TenantEvent
 
 logger = make_logger("connect-lifecycle")
 metrics = make_metrics("lifecycle")
 
-
-def _payload(request: HttpRequest, event: LifecycleEvent) -> LifecyclePayload:
-    settings = deployment.settings()
-    return parse_lifecycle_payload(
-        request.json_body(),
-        expected_event=event,
-        app_key=settings.app_key,
-        allowed_hosts=settings.allowed_tenant_hosts,
-    )
+_COUNTED = {
+    LifecycleOutcome.INSTALLED: "Installs",
+    LifecycleOutcome.REINSTALLED: "Installs",
+    LifecycleOutcome.UNINSTALLED: "Uninstalls",
+}
 
 
-def _signed_install(request: HttpRequest, event: LifecycleEvent) -> tuple[LifecyclePayload, float]:
-    payload = _payload(request, event)
-    token = extract_token(request.headers, request.raw_query)
-    claims = deployment.install_verifier().verify(token.token, request.target, payload)
-    issued_at = claims.get("iat")
-    return payload, float(issued_at) if isinstance(issued_at, int | float) else time.time()
+def _answered(tenant_event: TenantEvent) -> dict[str, Any]:
+    logger.append_keys(clientKey=tenant_event.tenant.client_key)
+    if tenant_event.previous_client_keys:
+        logger.warning(
+            "new clientKey for a baseUrl already known: treated as a new tenant (site import or restore)",
+            extra={
+                "baseUrl": tenant_event.tenant.base_url,
+                "previousClientKeys": list(tenant_event.previous_client_keys),
+            },
+        )
+        metrics.add_metric(name="SiteImports", unit=MetricUnit.Count, value=1)
+    logger.info(tenant_event.event.value, extra={"outcome": tenant_event.outcome.value})
+    if tenant_event.outcome in _COUNTED:
+        metrics.add_metric(name=_COUNTED[tenant_event.outcome], unit=MetricUnit.Count, value=1)
+    return empty_response(204)
 
 
 def installed(request: HttpRequest, _event: dict[str, Any]) -> dict[str, Any]:
-    payload, issued_at = _signed_install(request, LifecycleEvent.INSTALLED)
-    logger.append_keys(clientKey=payload.client_key)
-    result = deployment.tenant_store().save_installed(payload, issued_at=issued_at)
-    if result.previous_client_keys_for_base_url:
-        logger.warning(
-            "new clientKey for a baseUrl already known: treated as a new tenant (site import or restore)",
-            extra={"baseUrl": payload.base_url, "previousClientKeys": list(result.previous_client_keys_for_base_url)},
-        )
-        metrics.add_metric(name="SiteImports", unit=MetricUnit.Count, value=1)
-    logger.info("installed", extra={"outcome": result.outcome.value, "baseUrl": payload.base_url})
-    if result.outcome is not WriteOutcome.STALE:
-        metrics.add_metric(name="Installs", unit=MetricUnit.Count, value=1)
-    return empty_response(204)
+    token = extract_token(request.headers, request.raw_query, names_lowercased=True)
+    service = deployment.current().lifecycle
+    return _answered(service.installed(token.token, request.target, request.json_body(), request.body))
 
 
 def uninstalled(request: HttpRequest, _event: dict[str, Any]) -> dict[str, Any]:
-    payload, issued_at = _signed_install(request, LifecycleEvent.UNINSTALLED)
-    logger.append_keys(clientKey=payload.client_key)
-    outcome = deployment.tenant_store().mark_uninstalled(payload.client_key, issued_at=issued_at)
-    logger.info("uninstalled", extra={"outcome": outcome.value})
-    if outcome is WriteOutcome.UPDATED:
-        metrics.add_metric(name="Uninstalls", unit=MetricUnit.Count, value=1)
-    return empty_response(204)
+    token = extract_token(request.headers, request.raw_query, names_lowercased=True)
+    service = deployment.current().lifecycle
+    return _answered(service.uninstalled(token.token, request.target, request.json_body(), request.body))
 
 
 def _state_change(request: HttpRequest, event: dict[str, Any], lifecycle_event: LifecycleEvent) -> dict[str, Any]:
     caller = caller_identity(event)
-    payload = _payload(request, lifecycle_event)
-    if payload.client_key != caller.client_key:
-        raise AuthenticationError("token tenant is not the body's clientKey", Reason.ISSUER_MISMATCH)
-    logger.append_keys(clientKey=payload.client_key)
-    outcome = deployment.tenant_store().set_enabled(
-        payload.client_key,
-        enabled=lifecycle_event is LifecycleEvent.ENABLED,
-        issued_at=caller.issued_at or time.time(),
+    token = extract_token(request.headers, request.raw_query, names_lowercased=True)
+    tenant_event = deployment.current().lifecycle.state_changed(
+        lifecycle_event,
+        token=token.token,
+        caller_client_key=caller.client_key,
+        issued_at=caller.issued_at or deployment.current().clock(),
+        body=request.json_body(),
+        raw_body=request.body,
     )
-    logger.info(lifecycle_event.value, extra={"outcome": outcome.value})
-    if outcome is WriteOutcome.UNKNOWN_TENANT:
-        raise AuthenticationError("tenant is not installed", Reason.UNKNOWN_TENANT)
-    return empty_response(204)
+    return _answered(tenant_event)
 
 
 def enabled(request: HttpRequest, event: dict[str, Any]) -> dict[str, Any]:
@@ -112,7 +99,7 @@ def handle(event: dict[str, Any]) -> dict[str, Any]:
     request = http_request(event)
     route = ROUTES.get(request.route_key)
     if route is None:
-        raise ConnectError("no such lifecycle route", Reason.NOT_FOUND)
+        raise NotFoundError("no such lifecycle route")
     return route(request, event)
 
 

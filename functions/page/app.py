@@ -45,7 +45,7 @@ PAGE = """<!DOCTYPE html>
 def frame_ancestors() -> str:
     """The pages may be framed only by the hosts tenants may install from."""
     sources = []
-    for pattern in deployment.settings().allowed_tenant_hosts:
+    for pattern in deployment.current().settings.allowed_tenant_hosts:
         host = f"*.{pattern.host}" if pattern.wildcard else pattern.host
         sources.append(f"https://{host}")
         if pattern.allow_http:
@@ -56,7 +56,7 @@ def frame_ancestors() -> str:
 @answers_errors(logger, "page")
 def handle(event: dict[str, Any]) -> dict[str, Any]:
     caller = caller_identity(event)
-    base_url = deployment.settings().app_base_url
+    base_url = deployment.current().settings.app_base_url
     body = PAGE.format(
         client_key=html.escape(caller.client_key),
         account_id=html.escape(caller.account_id or "anonymous"),

@@ -16,8 +16,8 @@ metrics = make_metrics("token-refresher")
 
 def run(time_budget_seconds: float = 45.0) -> dict[str, int]:
     report = refresh_due_tokens(
-        deployment.user_tokens(),
-        deployment.tenant_store(),
+        deployment.current().user_tokens,
+        deployment.current().tenants,
         policy=RefreshPolicy(time_budget_seconds=time_budget_seconds),
     )
     for name, value in (

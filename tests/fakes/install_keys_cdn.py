@@ -29,6 +29,8 @@ class Answer:
     trickle: int = 0  # send the body in this many pieces...
     trickle_pause: float = 0.0  # ...with this pause between them
     location: str | None = None
+    hang: bool = False  # never answer, until the server closes: a CDN that provably hangs
+    endless: bool = False  # trickle the body forever (one piece per ``trickle_pause``), until the server closes
 
 
 class FakeInstallKeysCdn(LoopbackServer):
@@ -71,6 +73,14 @@ class FakeInstallKeysCdn(LoopbackServer):
     def serve_trickle(self, path: str, pem: bytes, pieces: int, pause: float) -> None:
         self.serve(path, Answer(body=pem, trickle=pieces, trickle_pause=pause))
 
+    def serve_hanging(self, path: str) -> None:
+        """Accept the request and never answer (until the server stops): only a timeout ends the wait."""
+        self.serve(path, Answer(hang=True))
+
+    def serve_endless(self, path: str, pause: float) -> None:
+        """Answer 200 and send a body byte by byte forever: only an overall deadline ends the read."""
+        self.serve(path, Answer(body=b"-", endless=True, trickle_pause=pause))
+
     def serve_redirect(self, path: str, location: str) -> None:
         self.serve(path, Answer(status=302, location=location))
 
@@ -107,6 +117,17 @@ class FakeInstallKeysCdn(LoopbackServer):
             def do_GET(self) -> None:
                 answer = cdn._answer_for(self.path)
                 with contextlib.suppress(OSError):  # the client may have given up (timeouts): that is the point
+                    if answer.hang:
+                        cdn.closing.wait()
+                        return
+                    if answer.endless:
+                        self.send_response(200)
+                        self.send_header("Content-Type", "text/plain")
+                        self.end_headers()
+                        while not cdn.closing.wait(answer.trickle_pause):
+                            self.wfile.write(b"-")
+                            self.wfile.flush()
+                        return
                     if answer.delay:
                         time.sleep(answer.delay)
                     self.send_response(answer.status)

@@ -9,6 +9,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Self
 
+from connect_lambda.protocol.hosts import HostPattern, parse_host_patterns
+
 
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
@@ -54,3 +56,8 @@ class LoopbackServer:
     def base_url(self) -> str:
         """The server's origin (``http://127.0.0.1:<port>``)."""
         return f"http://127.0.0.1:{self.port}"
+
+
+def loopback_hosts(*base_urls: str) -> tuple[HostPattern, ...]:
+    """The allow-list that admits these loopback fakes (``http://127.0.0.1:<port>``), as the local stack's does."""
+    return parse_host_patterns(",".join("http://" + url.split("://", 1)[1].split("/", 1)[0] for url in base_urls))

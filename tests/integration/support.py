@@ -17,7 +17,8 @@ from botocore.client import BaseClient
 from botocore.config import Config
 from botocore.stub import Stubber
 from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
-from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload, parse_lifecycle_payload
+from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecycleMessage, parse_lifecycle_payload
+from connect_lambda.tenancy.tenant import Tenant
 
 from tests.aws import REGION
 from tests.events import authorizer_event, behind_authorizer, http_event, jwt_header
@@ -39,14 +40,19 @@ def now() -> int:
     return int(time.time())
 
 
-def payload(event: str = "installed", **overrides: Any) -> LifecyclePayload:
-    """A validated lifecycle payload (as the lifecycle function would pass it to the store)."""
+def payload(event: str = "installed", **overrides: Any) -> LifecycleMessage:
+    """A validated lifecycle message (as the lifecycle service parses it)."""
     return parse_lifecycle_payload(
         lifecycle_body(event, **overrides),
         expected_event=LifecycleEvent(event),
         app_key=APP_KEY,
         allowed_hosts=ALLOWED_HOSTS,
     )
+
+
+def tenant(event: str = "installed", **overrides: Any) -> Tenant:
+    """The tenant a validated lifecycle payload describes (what the store is given)."""
+    return payload(event, **overrides).tenant
 
 
 # --- lifecycle events -----------------------------------------------------------------------------------------------

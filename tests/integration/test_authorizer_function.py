@@ -27,7 +27,7 @@ from tests.factories import (
     tenant_token,
 )
 from tests.fakes.install_keys_cdn import refused_url
-from tests.integration.support import FAILURES, logged_reasons, now, payload
+from tests.integration.support import FAILURES, logged_reasons, now, tenant
 from tests.lambdas import FakeLambdaContext
 
 DENY = {"isAuthorized": False}
@@ -39,11 +39,11 @@ CONTEXT_API = ("GET", "/api/myself")
 @pytest.fixture
 def secret(world: AwsWorld) -> str:
     """The shared secret of CLIENT_KEY, installed (and enabled) in this test's table."""
-    tenant = payload("installed")
+    installed = tenant("installed")
     store = world.store()
-    store.save_installed(tenant, issued_at=now() - 60)
+    store.save_installed(installed, issued_at=now() - 60)
     store.set_enabled(CLIENT_KEY, enabled=True, issued_at=now() - 60)
-    return tenant.shared_secret
+    return installed.shared_secret.decode()
 
 
 @pytest.fixture
@@ -358,7 +358,7 @@ def test_a_warm_authorizer_denies_an_uninstalled_tenant_once_its_cache_expires(w
     ],
 )
 def test_an_aws_failure_looking_up_the_tenant_denies(authorizer, secret, service, operation, code):
-    store: TenantStore = deployment.tenant_store()
+    store: TenantStore = deployment.current().tenants
     token = tenant_token(secret, "GET&/pages/hello&", now=now())
     with Stubber(getattr(store, service)) as stubber:
         stubber.add_client_error(operation, service_error_code=code, http_status_code=FAILURES[code])
@@ -378,7 +378,7 @@ def test_an_unexpected_error_denies_and_does_not_raise(authorizer, secret, monke
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(deployment.tenant_store(), "tenant_key", broken)
+    monkeypatch.setattr(deployment.current().tenants, "get", broken)
     token = tenant_token(secret, "GET&/pages/hello&", now=now())
     assert authorizer.authorize(request(*PAGE, token)) == DENY
 

@@ -38,7 +38,7 @@ def test_descriptor_is_json_for_this_deployment(descriptor):
         "enabled": "/enabled",
         "disabled": "/disabled",
     }
-    assert {"READ", "WRITE", "ACT_AS_USER"} <= set(body["scopes"])
+    assert set(body["scopes"]) == {"READ", "ACT_AS_USER"}  # least privilege: no sample route writes
     assert body["apiMigrations"] == {"signed-install": True, "context-qsh": True}
     assert body["modules"]
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 from connect_lambda import deployment
-from connect_lambda.tenants import TenantState
+from connect_lambda.tenancy.tenant import TenantState
 
 from tests.events import http_event
 from tests.factories import (
@@ -49,9 +49,9 @@ def authorizer(load, lifecycle):
     return load("authorizer")
 
 
-def install(lifecycle, **overrides: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def install(lifecycle, issued_at: int | None = None, **overrides: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     body = lifecycle_body("installed", **overrides)
-    return body, lifecycle.handle(signed_lifecycle_event(body))
+    return body, lifecycle.handle(signed_lifecycle_event(body, issued_at=issued_at))
 
 
 def assert_refused(response: dict[str, Any], status: int, error: str | None = None) -> dict[str, Any]:
@@ -87,21 +87,21 @@ def test_installed_stores_the_tenant_and_answers_204(world, lifecycle):
     assert tenant.state is TenantState.INSTALLED
     assert tenant.base_url == TENANT_BASE_URL
     assert tenant.oauth_client_id == body["oauthClientId"]
-    assert world.store().shared_secret(CLIENT_KEY) == body["sharedSecret"].encode()
+    assert world.store().get(CLIENT_KEY).shared_secret == body["sharedSecret"].encode()
 
 
 def test_installed_through_the_lambda_handler(world, lifecycle):
     body = lifecycle_body("installed")
     response = lifecycle.handler(signed_lifecycle_event(body), FakeLambdaContext())
     assert response["statusCode"] == 204
-    assert world.store().shared_secret(CLIENT_KEY) == body["sharedSecret"].encode()
+    assert world.store().get(CLIENT_KEY).shared_secret == body["sharedSecret"].encode()
 
 
 def test_installed_with_a_base64_encoded_body_is_decoded(world, lifecycle):
     body = lifecycle_body("installed")
     response = lifecycle.handle(signed_lifecycle_event(body, base64_encoded=True))
     assert response["statusCode"] == 204
-    assert world.store().shared_secret(CLIENT_KEY) == body["sharedSecret"].encode()
+    assert world.store().get(CLIENT_KEY).shared_secret == body["sharedSecret"].encode()
 
 
 def test_installed_with_unknown_fields_ignores_them(world, lifecycle):
@@ -111,10 +111,10 @@ def test_installed_with_unknown_fields_ignores_them(world, lifecycle):
 
 
 def test_reinstall_replaces_the_secret_the_authorizer_checks(world, lifecycle, authorizer):
-    first, _ = install(lifecycle)
+    first, _ = install(lifecycle, issued_at=now() - 2)  # a reinstall is a new delivery with a token of its own
     second, response = install(lifecycle)
     assert response["statusCode"] == 204
-    assert world.store().shared_secret(CLIENT_KEY) == second["sharedSecret"].encode()
+    assert world.store().get(CLIENT_KEY).shared_secret == second["sharedSecret"].encode()
     old, _ = state_change(authorizer, lifecycle, "enabled", first["sharedSecret"])
     assert old == {"isAuthorized": False}
     new, result = state_change(authorizer, lifecycle, "enabled", second["sharedSecret"])
@@ -163,7 +163,7 @@ def test_uninstalled_is_idempotent(world, lifecycle):
 
 
 def test_reinstall_after_uninstall_works_end_to_end(world, lifecycle, authorizer):
-    install(lifecycle)
+    install(lifecycle, issued_at=now() - 10)
     lifecycle.handle(signed_lifecycle_event(lifecycle_body("uninstalled"), "uninstalled", issued_at=now() - 5))
     body, response = install(lifecycle)
     assert response["statusCode"] == 204
@@ -415,7 +415,7 @@ def test_a_disallowed_host_is_refused_before_any_key_is_fetched(world, lifecycle
 
 @pytest.mark.parametrize("code", ["ThrottlingException", "AccessDeniedException", "KMSInternalException"])
 def test_kms_failure_during_install_is_503_and_stores_nothing(world, lifecycle, code):
-    store = deployment.tenant_store()
+    store = deployment.current().tenants
     with Stubber(store.kms) as stubber:
         stubber.add_client_error("encrypt", service_error_code=code, http_status_code=FAILURES[code])
         response = lifecycle.handle(signed_lifecycle_event(_body()))
@@ -425,7 +425,7 @@ def test_kms_failure_during_install_is_503_and_stores_nothing(world, lifecycle, 
 
 @pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "AccessDeniedException"])
 def test_dynamodb_failure_during_install_is_503_and_stores_nothing(world, lifecycle, code):
-    store = deployment.tenant_store()
+    store = deployment.current().tenants
     with Stubber(store.dynamodb) as stubber:
         stubber.add_client_error("update_item", service_error_code=code, http_status_code=FAILURES[code])
         response = lifecycle.handle(signed_lifecycle_event(_body()))
@@ -443,7 +443,7 @@ def test_unreachable_aws_endpoint_during_install_is_503_and_stores_nothing(world
 def test_dynamodb_failure_during_uninstall_is_503_and_the_tenant_stays(world, lifecycle):
     install(lifecycle)
     before = world.items()
-    store = deployment.tenant_store()
+    store = deployment.current().tenants
     with Stubber(store.dynamodb) as stubber:
         stubber.add_client_error("update_item", service_error_code="ThrottlingException", http_status_code=400)
         response = lifecycle.handle(signed_lifecycle_event(lifecycle_body("uninstalled"), "uninstalled"))

@@ -61,7 +61,9 @@ def test_a_full_lifecycle_run_logs_neither_the_shared_secret_nor_any_token(world
     credentials.append(enabled)
     decision = authorizer.handler(authorizer_event("POST", "/enabled", headers=jwt_header(enabled)), context)
     assert decision["isAuthorized"] is True
-    event = http_event("POST", "/enabled", body=lifecycle_body("enabled", sharedSecret=secret))
+    event = http_event(
+        "POST", "/enabled", body=lifecycle_body("enabled", sharedSecret=secret), headers=jwt_header(enabled)
+    )
     assert lifecycle.handler(behind_authorizer(event, decision), context)["statusCode"] == 204
 
     # app requests: one allowed by query token, one denied (wrong secret), one denied (wrong qsh)

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import requests
-from connect_lambda.errors import ConnectError, DependencyUnavailableError, Reason
+from connect_lambda.errors import ConnectError, DependencyUnavailableError, Reason, TenantStateError
 from connect_lambda.product.client import (
     ProductClient,
     ProductForbiddenError,
@@ -19,11 +19,13 @@ from connect_lambda.product.client import (
     ProductUnauthorizedError,
     RetryPolicy,
 )
-from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
+from connect_lambda.tenancy.directory import InMemoryTenantDirectory
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 
 from tests.factories import APP_KEY, CLIENT_KEY, new_secret
 from tests.fakes.atlassian_oauth import FakeAuthorizationServer
 from tests.fakes.atlassian_product import APP_ACCOUNT_ID, FakeProduct, redirect_answer, status_answer
+from tests.fakes.loopback import loopback_hosts
 from tests.integration.test_user_token_cache import ALICE, OAUTH_CLIENT_ID, World
 
 
@@ -41,16 +43,16 @@ def oauth(oauth_server: FakeAuthorizationServer) -> Iterator[FakeAuthorizationSe
 
 
 class RecordingSession(requests.Session):
-    """A loopback session that remembers the keyword arguments of every request it makes."""
+    """A loopback session that remembers the keyword arguments of every request it sends."""
 
     def __init__(self) -> None:
         super().__init__()
         self.trust_env = False
         self.calls: list[dict[str, Any]] = []
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:  # type: ignore[override]
-        self.calls.append({"method": method, "url": url, **kwargs})
-        return super().request(method, url, *args, **kwargs)
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:  # type: ignore[override]
+        self.calls.append({"method": request.method, "url": request.url, **kwargs})
+        return super().send(request, **kwargs)
 
 
 class Setup:
@@ -60,7 +62,7 @@ class Setup:
         self.product = product
         self.oauth = oauth
         secret = new_secret()
-        self.tenant = TenantKey(
+        self.tenant = Tenant(
             client_key=CLIENT_KEY,
             state=TenantState.INSTALLED,
             shared_secret=secret.encode(),
@@ -72,11 +74,16 @@ class Setup:
         product.register_app(app_key=APP_KEY, client_key=CLIENT_KEY, shared_secret=secret)
         self.sleeps: list[float] = []
         self.session = RecordingSession()
-        self.tenants = InMemoryTenantKeys({CLIENT_KEY: self.tenant})
+        self.tenants = InMemoryTenantDirectory([self.tenant])
         self.cache = world.cache(oauth, time.time, margin_seconds=60)
         client_options.setdefault("sleep", self.sleeps.append)
         self.client = ProductClient(
-            app_key=APP_KEY, tenants=self.tenants, user_tokens=self.cache, session=self.session, **client_options
+            app_key=APP_KEY,
+            tenants=self.tenants,
+            allowed_tenant_hosts=loopback_hosts(product.tenant_base_url),
+            user_tokens=self.cache,
+            session=self.session,
+            **client_options,
         )
 
     def as_app(self) -> Any:
@@ -186,10 +193,10 @@ def test_403_raises_product_forbidden_with_reason_forbidden(jira, identity):
 
 
 def test_unknown_or_uninstalled_tenant_is_refused_before_any_request(jira):
-    with pytest.raises(ConnectError) as raised:
+    with pytest.raises(TenantStateError) as raised:
         jira.client.as_app("no-such-tenant")
-    assert raised.value.reason is Reason.UNKNOWN_TENANT
-    jira.tenants.put(TenantKey(CLIENT_KEY, TenantState.UNINSTALLED, None, jira.product.tenant_base_url))
+    assert raised.value.reason is Reason.TENANT_UNINSTALLED
+    jira.tenants.put(Tenant(CLIENT_KEY, TenantState.UNINSTALLED, jira.product.tenant_base_url))
     with pytest.raises(ConnectError):
         jira.client.as_user(CLIENT_KEY, ALICE)
     assert jira.product.requests == []
@@ -306,7 +313,10 @@ def test_redirect_to_another_host_is_refused_and_no_credentials_reach_it(jira, o
         "https://127.0.0.1:{port}/rest/api/3/myself",  # another scheme
         "//evil.example/rest/api/3/myself",  # scheme-relative
         "http://127.0.0.1:{port}@evil.example/x",  # userinfo trick
+        "http://evil.example\\@127.0.0.1:{port}/rest/api/3/myself",  # urlsplit sees 127.0.0.1, urllib3 evil.example
+        "/\\evil.example/rest/api/3/myself",  # a backslash that some parsers read as a scheme-relative URL
     ],
+    ids=repr,
 )
 def test_redirect_to_any_other_origin_is_refused(jira, location):
     jira.product.answer_next(redirect_answer(location.format(port=jira.product.port)))
@@ -384,7 +394,9 @@ def test_product_that_hangs_past_the_read_timeout_raises_dependency_unavailable_
 
 def test_fake_product_refuses_a_jwt_whose_qsh_is_for_another_request(jira):
     # the fake's own check, so that "the product verifies the qsh" above means something
-    header = jira.client.as_app(CLIENT_KEY)._auth.header("GET", jira.product.tenant_base_url + "/rest/api/3/other")
+    header = jira.client.as_app(CLIENT_KEY)._credential.authorization(
+        "GET", jira.product.tenant_base_url + "/rest/api/3/other"
+    )
     response = jira.session.get(
         jira.product.tenant_base_url + "/rest/api/3/myself", headers={"Authorization": header}, timeout=5
     )

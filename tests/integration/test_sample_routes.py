@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from connect_lambda import deployment
 from connect_lambda.product.oauth import TokenExchange
-from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload
 from connect_lambda.stores.user_tokens import UserTokenCache
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 
 from tests.aws import AwsWorld, load_template
 from tests.events import http_event
@@ -55,16 +55,15 @@ def tokens_table(world: AwsWorld) -> str:
 def installed(world: AwsWorld, oauth: FakeAuthorizationServer, product: FakeProduct) -> str:
     """The tenant, installed through the tenant store with the fake product's URL as its baseUrl."""
     secret = new_secret()
-    payload = LifecyclePayload(
-        event=LifecycleEvent.INSTALLED,
-        key=APP_KEY,
+    installed = Tenant(
         client_key=CLIENT_KEY,
+        state=TenantState.INSTALLED,
         base_url=product.tenant_base_url,
-        shared_secret=secret,
+        shared_secret=secret.encode(),
         product_type="jira",
         oauth_client_id=OAUTH_CLIENT_ID,
     )
-    world.store().save_installed(payload, issued_at=time.time())
+    world.store().save_installed(installed, issued_at=time.time())
     oauth.register_tenant(OAUTH_CLIENT_ID, secret, product.tenant_base_url)
     product.register_app(app_key=APP_KEY, client_key=CLIENT_KEY, shared_secret=secret)
     return secret
@@ -89,9 +88,19 @@ def answer(response: dict[str, Any]) -> tuple[int, Any]:
 # --- the context API ---------------------------------------------------------------------------------------------
 
 
+def product_hosts(product: FakeProduct) -> str:
+    """ALLOWED_TENANT_HOSTS admitting the loopback product, as the local stack's admits its simulator."""
+    return f"http://127.0.0.1:{product.port}"
+
+
 @pytest.fixture
-def context_api(load: Callable[..., ModuleType], oauth, tokens_table: str, installed: str) -> ModuleType:
-    return load("context_api", TOKEN_CACHE_TABLE=tokens_table, OAUTH_SERVER_URL=oauth.base_url)
+def context_api(load: Callable[..., ModuleType], oauth, product, tokens_table: str, installed: str) -> ModuleType:
+    return load(
+        "context_api",
+        TOKEN_CACHE_TABLE=tokens_table,
+        OAUTH_SERVER_URL=oauth.base_url,
+        ALLOWED_TENANT_HOSTS=product_hosts(product),
+    )
 
 
 def myself(function: ModuleType, account_id: str | None = ALICE) -> tuple[int, Any]:
@@ -174,15 +183,15 @@ def test_context_api_product_request_times_out_before_the_function_does(context_
     function_timeout = template["Resources"]["ContextApiFunction"]["Properties"].get(
         "Timeout", template["Globals"]["Function"]["Timeout"]
     )
-    session = deployment.product_client().session
+    session = deployment.current().product.session
     timeouts: list[Any] = []
-    original = session.request
+    original = session.send
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         timeouts.append(kwargs.get("timeout"))
         return original(*args, **kwargs)
 
-    session.request = recording  # type: ignore[method-assign]
+    session.send = recording  # type: ignore[method-assign]
     assert myself(context_api)[0] == 200
     [(connect, read)] = timeouts
     assert connect + read < function_timeout
@@ -192,7 +201,11 @@ def test_context_api_logs_carry_neither_the_access_token_nor_the_assertion(
     load, oauth, product, tokens_table, installed, capsys
 ):
     function = load(
-        "context_api", TOKEN_CACHE_TABLE=tokens_table, OAUTH_SERVER_URL=oauth.base_url, POWERTOOLS_LOG_LEVEL="DEBUG"
+        "context_api",
+        TOKEN_CACHE_TABLE=tokens_table,
+        OAUTH_SERVER_URL=oauth.base_url,
+        POWERTOOLS_LOG_LEVEL="DEBUG",
+        ALLOWED_TENANT_HOSTS=product_hosts(product),
     )
     assert myself(function)[0] == 200
     product.answer_next(status_answer(403))
@@ -361,8 +374,13 @@ def test_page_without_authorizer_context_is_a_401(load):
 def test_token_refresher_run_refreshes_due_hot_tokens_and_returns_the_counts(
     load, world, oauth, product, tokens_table, installed
 ):
-    function = load("token_refresher", TOKEN_CACHE_TABLE=tokens_table, OAUTH_SERVER_URL=oauth.base_url)
-    tenant = world.store().tenant_key(CLIENT_KEY)
+    function = load(
+        "token_refresher",
+        TOKEN_CACHE_TABLE=tokens_table,
+        OAUTH_SERVER_URL=oauth.base_url,
+        ALLOWED_TENANT_HOSTS=product_hosts(product),
+    )
+    tenant = world.store().get(CLIENT_KEY)
     cache = UserTokenCache(
         table_name=tokens_table,
         key_id=world.key_arn,

@@ -15,7 +15,7 @@ import pytest
 import requests
 from connect_lambda.errors import DependencyUnavailableError, Reason
 from connect_lambda.product.oauth import GRANT_TYPE, GrantRejectedError, TokenExchange, normalise_scopes
-from connect_lambda.tenants import TenantKey, TenantState
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 from requests.adapters import HTTPAdapter
 
 from tests.factories import CLIENT_KEY, NOW, TENANT_BASE_URL, FakeClock, b64url, b64url_decode, new_secret
@@ -61,7 +61,7 @@ def oauth(server: FakeAuthorizationServer, clock: FakeClock, secret: str):
     server.reset()
 
 
-def tenant(secret: str, base_url: str = TENANT_BASE_URL, **overrides: Any) -> TenantKey:
+def tenant(secret: str, base_url: str = TENANT_BASE_URL, **overrides: Any) -> Tenant:
     fields: dict[str, Any] = {
         "client_key": CLIENT_KEY,
         "state": TenantState.INSTALLED,
@@ -71,7 +71,7 @@ def tenant(secret: str, base_url: str = TENANT_BASE_URL, **overrides: Any) -> Te
         "generation": 1,
     }
     fields.update(overrides)
-    return TenantKey(**fields)
+    return Tenant(**fields)
 
 
 def exchange_for(oauth: FakeAuthorizationServer, clock: FakeClock, **kwargs: Any) -> TokenExchange:

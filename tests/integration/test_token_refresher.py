@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from connect_lambda.stores.refresher import RefreshPolicy, RefreshReport, refresh_due_tokens
 from connect_lambda.stores.user_tokens import BUCKET_SECONDS, UserTokenCache, due_bucket, token_key
-from connect_lambda.tenants import InMemoryTenantKeys, TenantKey
+from connect_lambda.tenancy.directory import InMemoryTenantDirectory
+from connect_lambda.tenancy.tenant import Tenant
 
 from tests.factories import CLIENT_KEY, NOW, FakeClock
 from tests.fakes.atlassian_oauth import FakeAuthorizationServer
@@ -42,12 +43,12 @@ def oauth(oauth_server: FakeAuthorizationServer, clock: FakeClock) -> Iterator[F
 
 
 @pytest.fixture
-def tenant(world: World, oauth: FakeAuthorizationServer) -> TenantKey:
+def tenant(world: World, oauth: FakeAuthorizationServer) -> Tenant:
     return world.install(oauth, base_url=TENANT_URL)
 
 
 def use(
-    world: World, oauth: FakeAuthorizationServer, clock: FakeClock, tenant: TenantKey, users: list[str], expires_in: int
+    world: World, oauth: FakeAuthorizationServer, clock: FakeClock, tenant: Tenant, users: list[str], expires_in: int
 ) -> None:
     """Each user's first request (in a container of its own), with tokens that live ``expires_in`` seconds."""
     oauth.expires_in = expires_in
@@ -64,7 +65,7 @@ def run(
     return report, cache
 
 
-def the_mix(world: World, oauth: FakeAuthorizationServer, clock: FakeClock, tenant: TenantKey) -> None:
+def the_mix(world: World, oauth: FakeAuthorizationServer, clock: FakeClock, tenant: Tenant) -> None:
     """Cold tokens (last used at NOW, expiring NOW+900), hot ones (used at NOW+400, expiring NOW+1200), and
     tokens not due (expiring NOW+4000). The run is at NOW+950."""
     use(world, oauth, clock, tenant, COLD, expires_in=900)
@@ -205,7 +206,7 @@ def test_uninstalled_or_unknown_tenants_tokens_are_deleted(world, oauth, clock, 
 def test_tokens_of_a_tenant_the_lookup_does_not_know_are_deleted(world, oauth, clock, tenant):
     use(world, oauth, clock, tenant, HOT[:1], expires_in=600)
     oauth.reset()
-    report, _ = run(world, oauth, clock, InMemoryTenantKeys())
+    report, _ = run(world, oauth, clock, InMemoryTenantDirectory())
     assert (report.refreshed, report.skipped) == (0, 1)
     assert item_of(world, HOT[0]) is None
     assert oauth.request_count == 0
@@ -257,5 +258,5 @@ def test_refresh_uses_the_tenants_current_generation(world, oauth, clock, tenant
 
 
 def test_empty_table_run_reports_zero(world, oauth, clock):
-    report, _ = run(world, oauth, clock, InMemoryTenantKeys())
+    report, _ = run(world, oauth, clock, InMemoryTenantDirectory())
     assert (report.refreshed, report.failed, report.skipped, report.examined) == (0, 0, 0, 0)

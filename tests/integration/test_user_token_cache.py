@@ -8,7 +8,6 @@ tenants table, the idempotency table, a KMS key); the other impersonation test m
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,16 +20,17 @@ from botocore.exceptions import ClientError
 from connect_lambda.errors import ConnectError
 from connect_lambda.product.client import ProductClient, ProductUnauthorizedError
 from connect_lambda.product.oauth import GrantRejectedError, TokenExchange
-from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecyclePayload
 from connect_lambda.stores.tenants import TenantStore
 from connect_lambda.stores.user_tokens import BUCKET_SECONDS, TTL_AFTER_EXPIRY_SECONDS, UserTokenCache, token_key
-from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
+from connect_lambda.tenancy.directory import InMemoryTenantDirectory
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 
-from tests.aws import REGION, create_secrets_key, load_template
+from tests.aws import REGION, create_secrets_key, create_table_from_template
 from tests.factories import APP_KEY, CLIENT_KEY, NOW, FakeClock, new_secret
 from tests.fakes.atlassian_oauth import INVALID_GRANT, FakeAuthorizationServer
 from tests.fakes.atlassian_product import FakeProduct, status_answer
 from tests.fakes.install_keys_cdn import loopback_session
+from tests.fakes.loopback import loopback_hosts
 
 OAUTH_CLIENT_ID = "oauth-client-id-1234"
 ALICE = "557058:a11ce000-0000-4000-8000-00000000a11c"
@@ -38,36 +38,6 @@ BOB = "557058:b0b00000-0000-4000-8000-000000000b0b"
 
 
 # --- the AWS side, from template.yaml (shared with the other impersonation tests) -------------------------------
-
-
-def table_properties(logical_id: str) -> dict[str, Any]:
-    return load_template()["Resources"][logical_id]["Properties"]
-
-
-def create_table_from_template(dynamodb: BaseClient, logical_id: str, key_arn: str) -> str:
-    """A table with the attributes, keys, indexes, billing, SSE and TTL that template.yaml declares."""
-    props = table_properties(logical_id)
-    name = f"{logical_id}-{uuid.uuid4().hex[:10]}"
-    request: dict[str, Any] = {
-        "TableName": name,
-        "BillingMode": props["BillingMode"],
-        "AttributeDefinitions": props["AttributeDefinitions"],
-        "KeySchema": props["KeySchema"],
-        "SSESpecification": {
-            "Enabled": props["SSESpecification"]["SSEEnabled"],
-            "SSEType": "KMS",
-            "KMSMasterKeyId": key_arn,
-        },
-    }
-    if props.get("GlobalSecondaryIndexes"):
-        request["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
-    dynamodb.create_table(**request)
-    if ttl := props.get("TimeToLiveSpecification"):
-        dynamodb.update_time_to_live(
-            TableName=name,
-            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": ttl["Enabled"]},
-        )
-    return name
 
 
 @dataclass
@@ -168,22 +138,21 @@ class World:
         oauth_client_id: str = OAUTH_CLIENT_ID,
         issued_at: float = NOW,
         secret: str | None = None,
-    ) -> TenantKey:
+    ) -> Tenant:
         """Install (or reinstall) a tenant through the tenant store; the fake authorization server learns its secret."""
         secret = secret or new_secret()
-        payload = LifecyclePayload(
-            event=LifecycleEvent.INSTALLED,
-            key=APP_KEY,
+        installed = Tenant(
             client_key=client_key,
+            state=TenantState.INSTALLED,
             base_url=base_url,
-            shared_secret=secret,
+            shared_secret=secret.encode(),
             product_type="jira",
             oauth_client_id=oauth_client_id,
         )
         store = self.store()
-        store.save_installed(payload, issued_at=issued_at)
+        store.save_installed(installed, issued_at=issued_at)
         oauth.register_tenant(oauth_client_id, secret, base_url)
-        tenant = store.tenant_key(client_key)
+        tenant = store.get(client_key, fresh=True)
         assert tenant is not None
         return tenant
 
@@ -198,8 +167,8 @@ class World:
 
 def simple_tenant(
     secret: str, base_url: str, *, client_key: str = CLIENT_KEY, generation: int = 1, **kw: Any
-) -> TenantKey:
-    return TenantKey(
+) -> Tenant:
+    return Tenant(
         client_key=client_key,
         state=kw.pop("state", TenantState.INSTALLED),
         shared_secret=secret.encode(),
@@ -231,7 +200,7 @@ TENANT_URL = "https://acme.atlassian.net"
 
 
 @pytest.fixture
-def tenant(world: World, oauth: FakeAuthorizationServer) -> TenantKey:
+def tenant(world: World, oauth: FakeAuthorizationServer) -> Tenant:
     return world.install(oauth, base_url=TENANT_URL)
 
 
@@ -381,7 +350,7 @@ def product(oauth: FakeAuthorizationServer, clock: FakeClock) -> Iterator[FakePr
         yield fake
 
 
-def _client_for(world: World, oauth, clock, product: FakeProduct) -> tuple[ProductClient, TenantKey, UserTokenCache]:
+def _client_for(world: World, oauth, clock, product: FakeProduct) -> tuple[ProductClient, Tenant, UserTokenCache]:
     secret = new_secret()
     tenant_key = simple_tenant(secret, product.tenant_base_url)
     oauth.register_tenant(OAUTH_CLIENT_ID, secret, product.tenant_base_url)
@@ -389,7 +358,8 @@ def _client_for(world: World, oauth, clock, product: FakeProduct) -> tuple[Produ
     cache = world.cache(oauth, clock)
     client = ProductClient(
         app_key=APP_KEY,
-        tenants=InMemoryTenantKeys({CLIENT_KEY: tenant_key}),
+        tenants=InMemoryTenantDirectory([tenant_key]),
+        allowed_tenant_hosts=loopback_hosts(product.tenant_base_url),
         user_tokens=cache,
         session=loopback_session(),
         clock=clock,

@@ -7,27 +7,27 @@ from connect_lambda.errors import ConfigurationError, InvalidPayloadError, Reaso
 from connect_lambda.protocol.hosts import (
     AtlassianEnvironment,
     HostPattern,
-    check_tenant_base_url,
     environment_of,
     parse_host_patterns,
 )
-from connect_lambda.settings import AppSettings, parse_leeway, required_env
+from connect_lambda.protocol.urls import tenant_base_url
+from connect_lambda.settings import Settings, parse_leeway
 
 BASE_ENV = {"APP_KEY": "com.example.connect-app", "APP_BASE_URL": "https://connect-app.example.com"}
 
 
-def settings(**env: str) -> AppSettings:
-    return AppSettings.from_env({**BASE_ENV, **env})
+def settings(**env: str) -> Settings:
+    return Settings.from_env({**BASE_ENV, **env})
 
 
 def misconfigured(**env: str) -> ConfigurationError:
     with pytest.raises(ConfigurationError) as info:
-        AppSettings.from_env({key: value for key, value in {**BASE_ENV, **env}.items() if value is not None})
+        Settings.from_env({key: value for key, value in {**BASE_ENV, **env}.items() if value is not None})
     assert info.value.reason is Reason.INVALID_CONFIGURATION
     return info.value
 
 
-# AppSettings.from_env ------------------------------------------------------------------------------------------------
+# Settings.from_env ------------------------------------------------------------------------------------------------
 
 
 def test_minimal_environment_gives_the_documented_defaults():
@@ -54,7 +54,7 @@ def test_from_env_reads_os_environ_by_default(monkeypatch):
     for name, value in BASE_ENV.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("JWT_LEEWAY_SECONDS", "12")
-    assert AppSettings.from_env().leeway_seconds == 12
+    assert Settings.from_env().leeway_seconds == 12
 
 
 @pytest.mark.parametrize("key", ["k" * 65, "has space", "semi;colon", "slash/key", "a\nb", "a:b"])
@@ -105,10 +105,31 @@ def test_optional_urls_are_validated_and_normalised(name):
     misconfigured(**{name: "https://keys.example.com/?x=1"})
 
 
-def test_required_env_for_other_variables():
-    assert required_env("TENANTS_TABLE", {"TENANTS_TABLE": " tenants "}) == "tenants"
+def test_a_resource_is_read_trimmed_and_a_missing_one_fails_closed_naming_its_variable():
+    assert settings(TENANTS_TABLE=" tenants ").resource("tenants_table") == "tenants"
     with pytest.raises(ConfigurationError, match="TENANTS_TABLE"):
-        required_env("TENANTS_TABLE", {})
+        settings().resource("tenants_table")
+
+
+@pytest.mark.parametrize(
+    ("variable", "attribute", "default"),
+    [
+        ("JWT_MAX_LIFETIME_SECONDS", "max_token_lifetime_seconds", 900),
+        ("CONTEXT_JWT_MAX_LIFETIME_SECONDS", "max_context_token_lifetime_seconds", 3600),
+    ],
+)
+def test_token_lifetime_bounds_are_configurable_and_bounded(variable, attribute, default):
+    assert getattr(settings(), attribute) == default
+    assert getattr(settings(**{variable: "600"}), attribute) == 600
+    for bad in ("59", "86401", "lots", "-1"):
+        misconfigured(**{variable: bad})
+
+
+def test_settings_built_directly_are_validated_like_the_environment():
+    with pytest.raises(ConfigurationError):
+        Settings(app_key="bad key", app_base_url="https://x.example.com")
+    with pytest.raises(ConfigurationError):
+        Settings(app_key="ok", app_base_url="ftp://x.example.com")
 
 
 # leeway ---------------------------------------------------------------------------------------------------------------
@@ -134,10 +155,11 @@ def test_leeway_from_the_environment():
 
 
 def test_host_patterns_are_parsed():
-    assert parse_host_patterns(" *.Atlassian.net , jira.example.com,http://localhost ") == (
+    assert parse_host_patterns(" *.Atlassian.net , jira.example.com,http://localhost,http://dev.local:8091 ") == (
         HostPattern("atlassian.net", wildcard=True, allow_http=False),
         HostPattern("jira.example.com", wildcard=False, allow_http=False),
         HostPattern("localhost", wildcard=False, allow_http=True),
+        HostPattern("dev.local", wildcard=False, allow_http=True, port=8091),
     )
 
 
@@ -165,6 +187,11 @@ def test_empty_host_pattern_list_is_a_configuration_error_not_allow_all(text):
         "acme.atlassian.net:443",
         "localhost",
         "http://",
+        "http://dev.local:0",
+        "http://dev.local:99999",
+        "http://dev.local:x",
+        "acme\\.atlassian.net",
+        "acme_1.atlassian.net",
         "*.atlassian.net,*",
         "*.atlassian.net,garbage",
     ],
@@ -191,29 +218,33 @@ def test_allowed_tenant_hosts_from_the_environment_replace_the_default():
 
 
 @pytest.mark.parametrize(
-    ("pattern", "scheme", "host", "matches"),
+    ("pattern", "scheme", "host", "port", "matches"),
     [
-        (HostPattern("atlassian.net", True, False), "https", "acme.atlassian.net", True),
-        (HostPattern("atlassian.net", True, False), "https", "a.b.atlassian.net", True),
-        (HostPattern("atlassian.net", True, False), "https", "atlassian.net", False),
-        (HostPattern("atlassian.net", True, False), "https", ".atlassian.net", False),
-        (HostPattern("atlassian.net", True, False), "https", "evilatlassian.net", False),
-        (HostPattern("atlassian.net", True, False), "https", "acme.atlassian.net.evil.com", False),
-        (HostPattern("atlassian.net", True, False), "http", "acme.atlassian.net", False),
-        (HostPattern("atlassian.net", True, False), "ftp", "acme.atlassian.net", False),
-        (HostPattern("jira.example.com", False, False), "https", "jira.example.com", True),
-        (HostPattern("jira.example.com", False, False), "https", "x.jira.example.com", False),
-        (HostPattern("localhost", False, True), "http", "localhost", True),
-        (HostPattern("localhost", False, True), "https", "localhost", True),
+        (HostPattern("atlassian.net", True, False), "https", "acme.atlassian.net", 443, True),
+        (HostPattern("atlassian.net", True, False), "https", "acme.atlassian.net", 8443, False),
+        (HostPattern("atlassian.net", True, False), "https", "a.b.atlassian.net", 443, True),
+        (HostPattern("atlassian.net", True, False), "https", "atlassian.net", 443, False),
+        (HostPattern("atlassian.net", True, False), "https", ".atlassian.net", 443, False),
+        (HostPattern("atlassian.net", True, False), "https", "evilatlassian.net", 443, False),
+        (HostPattern("atlassian.net", True, False), "https", "acme.atlassian.net.evil.com", 443, False),
+        (HostPattern("atlassian.net", True, False), "http", "acme.atlassian.net", 80, False),
+        (HostPattern("atlassian.net", True, False), "ftp", "acme.atlassian.net", 21, False),
+        (HostPattern("jira.example.com", False, False), "https", "jira.example.com", 443, True),
+        (HostPattern("jira.example.com", False, False), "https", "x.jira.example.com", 443, False),
+        (HostPattern("localhost", False, True), "http", "localhost", 80, True),
+        (HostPattern("localhost", False, True), "http", "localhost", 8080, False),
+        (HostPattern("dev.local", False, True, 8091), "http", "dev.local", 8091, True),
+        (HostPattern("dev.local", False, True, 8091), "http", "dev.local", 80, False),
+        (HostPattern("localhost", False, True), "https", "localhost", 443, True),
     ],
 )
-def test_host_pattern_matching(pattern, scheme, host, matches):
-    assert pattern.matches(scheme, host) is matches
+def test_host_pattern_matching(pattern, scheme, host, port, matches):
+    assert pattern.matches(scheme, host, port) is matches
 
 
-def test_check_tenant_base_url_names_the_field_it_checked():
+def test_tenant_base_url_names_the_field_it_checked():
     with pytest.raises(InvalidPayloadError, match="displayUrl"):
-        check_tenant_base_url("https://evil.example.com", parse_host_patterns("*.atlassian.net"), field="displayUrl")
+        tenant_base_url("https://evil.example.com", parse_host_patterns("*.atlassian.net"), field="displayUrl")
 
 
 # environments ---------------------------------------------------------------------------------------------------------

@@ -8,8 +8,9 @@ import pytest
 from connect_lambda.errors import InvalidPayloadError, Reason
 from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
 from connect_lambda.protocol.lifecycle import LifecycleEvent, parse_lifecycle_payload
+from connect_lambda.tenancy.tenant import TenantState
 
-from tests.factories import APP_KEY, CLIENT_KEY, MISSING, TENANT_BASE_URL, lifecycle_body, new_secret
+from tests.factories import APP_KEY, CLIENT_KEY, MISSING, lifecycle_body, new_secret
 from tests.leakcheck import register_secret
 
 HOSTS = parse_host_patterns(DEFAULT_ALLOWED_TENANT_HOSTS)
@@ -43,13 +44,18 @@ STRING_FIELDS = [
 ]
 
 
-def parse(body, event=LifecycleEvent.INSTALLED, app_key=APP_KEY, hosts=HOSTS):
+def message(body, event=LifecycleEvent.INSTALLED, app_key=APP_KEY, hosts=HOSTS):
     return parse_lifecycle_payload(body, expected_event=event, app_key=app_key, allowed_hosts=hosts)
+
+
+def parse(body, event=LifecycleEvent.INSTALLED, app_key=APP_KEY, hosts=HOSTS):
+    """The tenant the payload describes."""
+    return message(body, event, app_key, hosts).tenant
 
 
 def invalid(body, event=LifecycleEvent.INSTALLED, app_key=APP_KEY, hosts=HOSTS) -> InvalidPayloadError:
     with pytest.raises(InvalidPayloadError) as info:
-        parse(body, event, app_key, hosts)
+        message(body, event, app_key, hosts)
     secret = body.get("sharedSecret") if isinstance(body, dict) else None
     if isinstance(secret, str) and len(secret) >= 4:
         assert secret not in str(info.value)
@@ -62,11 +68,12 @@ def invalid(body, event=LifecycleEvent.INSTALLED, app_key=APP_KEY, hosts=HOSTS) 
 
 def test_doc_life_example_with_an_https_base_url_is_accepted_field_by_field():
     body = dict(DOC_LIFE_EXAMPLE, baseUrl="https://example.atlassian.net")
-    payload = parse(body, app_key="installed-addon-key")
-    assert payload.event is LifecycleEvent.INSTALLED
-    assert payload.key == "installed-addon-key"
+    parsed = message(body, app_key="installed-addon-key")
+    assert parsed.event is LifecycleEvent.INSTALLED
+    payload = parsed.tenant
+    assert payload.state is TenantState.INSTALLED
     assert payload.client_key == "unique-client-identifier"
-    assert payload.shared_secret == "a-secret-key-not-to-be-lost"
+    assert payload.shared_secret == b"a-secret-key-not-to-be-lost"
     assert payload.base_url == "https://example.atlassian.net"
     assert payload.server_version == "server-version"
     assert payload.plugins_version == "version-of-connect"
@@ -90,11 +97,13 @@ def test_doc_life_example_verbatim_is_accepted_where_http_is_explicitly_allowed(
 
 
 def test_full_installed_payload_is_parsed():
-    body = lifecycle_body(installationId="ari:cloud:ecosystem::installation/1234", cloudId="a1b2c3")
+    body = lifecycle_body(
+        installationId="ari:cloud:ecosystem::installation/1234", cloudId="a1b2c3", displayUrl="https://jira.acme.com"
+    )
     payload = parse(body)
     assert payload.client_key == CLIENT_KEY
-    assert payload.shared_secret == body["sharedSecret"]
-    assert payload.display_url == TENANT_BASE_URL
+    assert payload.shared_secret == body["sharedSecret"].encode()
+    assert payload.display_url == "https://jira.acme.com"
     assert payload.oauth_client_id == "oauth-client-id-1234"
     assert payload.installation_id == "ari:cloud:ecosystem::installation/1234"
     assert payload.cloud_id == "a1b2c3"
@@ -106,21 +115,22 @@ def test_confluence_base_url_keeps_its_wiki_path_and_loses_a_trailing_slash():
 
 
 @pytest.mark.parametrize(
-    "base_url",
+    ("base_url", "stored"),
     [
-        "https://ACME.Atlassian.NET",
-        "https://acme.atlassian.net:443",
-        "https://acme.jira.com",
-        "https://a.b.atlassian.net",
+        ("https://ACME.Atlassian.NET", "https://acme.atlassian.net"),
+        ("https://acme.atlassian.net:443", "https://acme.atlassian.net"),
+        ("https://acme.jira.com", "https://acme.jira.com"),
+        ("https://a.b.atlassian.net/", "https://a.b.atlassian.net"),
+        ("https://acme.atlassian.net/wiki", "https://acme.atlassian.net/wiki"),
     ],
 )
-def test_allowed_base_urls_are_accepted(base_url):
-    assert parse(lifecycle_body(baseUrl=base_url)).base_url == base_url
+def test_allowed_base_urls_are_accepted_and_stored_rebuilt_from_their_parts(base_url, stored):
+    assert parse(lifecycle_body(baseUrl=base_url)).base_url == stored
 
 
 @pytest.mark.parametrize("event", list(LifecycleEvent))
 def test_each_event_is_accepted_on_its_own_route(event):
-    assert parse(lifecycle_body(event.value), event).event is event
+    assert message(lifecycle_body(event.value), event).event is event
 
 
 def test_uninstalled_without_shared_secret_is_accepted():
@@ -154,7 +164,7 @@ def test_multi_line_description_is_accepted():
     assert parse(lifecycle_body(description="line one\nline two\ttabbed\r\n")).description.startswith("line one")
 
 
-def test_payload_is_immutable():
+def test_parsed_tenant_is_immutable():
     payload = parse(lifecycle_body())
     with pytest.raises(dataclasses.FrozenInstanceError):
         payload.client_key = "other"  # type: ignore[misc]
@@ -260,7 +270,7 @@ def test_required_field_may_not_be_empty(field):
 
 def test_shared_secret_shorter_than_16_characters_is_refused():
     assert invalid(lifecycle_body(sharedSecret="s" * 15)).reason is Reason.INVALID_PAYLOAD
-    assert parse(lifecycle_body(sharedSecret="s" * 16)).shared_secret == "s" * 16
+    assert parse(lifecycle_body(sharedSecret="s" * 16)).shared_secret == b"s" * 16
 
 
 def test_app_key_longer_than_64_characters_is_refused_even_when_it_matches():
@@ -327,17 +337,32 @@ def test_display_url_on_a_custom_domain_is_accepted():
         "https://acme.atlassian.net.evil.com",
         "https://atlassian.net.evil.com",
         "https://atlassian.net",
-        "https://.atlassian.net",
         "https://evilatlassian.net",
-        "https://acme.atlassian.net.",
-        "https://127.0.0.1",
-        "https://localhost",
-        "https://[::1]",
         "https://acme.jira-dev.com",
     ],
 )
 def test_base_url_on_a_host_that_is_not_allowed_is_refused(base_url):
     assert invalid(lifecycle_body(baseUrl=base_url)).reason is Reason.TENANT_HOST_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    "base_url",
+    [
+        "https://.atlassian.net",
+        "https://acme.atlassian.net.",
+        "https://127.0.0.1",
+        "https://localhost",
+        "https://[::1]",
+        "https://2130706433",
+        "https://0x7f.1",
+        "https://acme.atlassian.net:8443",
+        "https://acme.atlassian.net/wiki%2F..",
+        "https://acme.atlassian.net/wiki;jsessionid=1",
+        "https://acme.atlassian.net/wiki/../admin",
+    ],
+)
+def test_base_url_that_is_not_https_an_ldh_host_and_a_plain_path_is_refused(base_url):
+    assert invalid(lifecycle_body(baseUrl=base_url)).reason is Reason.INVALID_PAYLOAD
 
 
 @pytest.mark.parametrize(
@@ -367,16 +392,17 @@ def test_malformed_or_unsafe_base_url_is_refused(base_url):
     assert invalid(lifecycle_body(baseUrl=base_url)).reason is Reason.INVALID_PAYLOAD
 
 
-def test_http_pattern_allows_a_local_host_for_development():
-    hosts = parse_host_patterns("http://localhost,*.atlassian.net")
-    assert parse(lifecycle_body(baseUrl="http://localhost:2990/jira"), hosts=hosts).base_url == (
-        "http://localhost:2990/jira"
+def test_http_pattern_allows_a_local_host_and_port_for_development():
+    hosts = parse_host_patterns("http://host.docker.internal:2990,*.atlassian.net")
+    assert parse(lifecycle_body(baseUrl="http://host.docker.internal:2990/jira"), hosts=hosts).base_url == (
+        "http://host.docker.internal:2990/jira"
     )
-    assert parse(lifecycle_body(baseUrl="https://localhost:2990/jira"), hosts=hosts) is not None
+    error = invalid(lifecycle_body(baseUrl="http://host.docker.internal:2991/jira"), hosts=hosts)
+    assert error.reason is Reason.TENANT_HOST_NOT_ALLOWED
 
 
 def test_http_pattern_for_one_host_does_not_allow_http_for_the_others():
-    hosts = parse_host_patterns("http://localhost,*.atlassian.net")
+    hosts = parse_host_patterns("http://host.docker.internal,*.atlassian.net")
     error = invalid(lifecycle_body(baseUrl="http://acme.atlassian.net"), hosts=hosts)
     assert error.reason is Reason.TENANT_HOST_NOT_ALLOWED
 

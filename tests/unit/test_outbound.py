@@ -14,7 +14,9 @@ import pytest
 import time_machine
 from connect_lambda.errors import ConfigurationError, Reason
 from connect_lambda.protocol.qsh import query_string_hash_from_parts
-from connect_lambda.protocol.signing import AppSigner, product_url, tenant_base_path, user_assertion
+from connect_lambda.protocol.signing import AppSigner, product_url, user_assertion
+from connect_lambda.protocol.urls import OutboundUrlError
+from connect_lambda.protocol.urls import base_path as tenant_base_path
 
 from tests.factories import APP_KEY, CLIENT_KEY, NOW, TENANT_BASE_URL, b64url_decode, new_secret, qsh
 from tests.leakcheck import register_secret
@@ -296,3 +298,38 @@ def test_user_assertion_lifetime_outside_1_to_60_seconds_is_refused(secret, life
         )
     assert info.value.reason is Reason.INVALID_CONFIGURATION
     assert secret not in str(info.value)
+
+
+# the signer refuses absolute URLs it would send elsewhere (issue 9: one URL parser, the transport's) ---------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://attacker.example\\@acme.atlassian.net/rest/api/3/myself",  # urllib3 connects to attacker.example
+        "https://attacker.example/rest/api/3/myself",
+        "https://acme.atlassian.net@attacker.example/rest/api/3/myself",
+        "https://user@acme.atlassian.net/rest/api/3/myself",
+        "https://acme.atlassian.net:8443/rest/api/3/myself",
+        "http://acme.atlassian.net/rest/api/3/myself",
+        "https://acme.atlassian.net /rest",
+        "https://acme.atlassian.net.attacker.example/rest",
+    ],
+    ids=repr,
+)
+def test_signer_refuses_an_absolute_url_the_transport_would_send_to_another_origin(secret, url):
+    with pytest.raises(OutboundUrlError):
+        AppSigner(
+            app_key=APP_KEY, client_key=CLIENT_KEY, tenant_base_url="https://acme.atlassian.net", shared_secret=secret
+        ).request_token("GET", url, now=NOW)
+
+
+def test_signer_refuses_a_confluence_url_outside_wiki_and_signs_one_under_it(secret):
+    confluence = AppSigner(
+        app_key=APP_KEY, client_key=CLIENT_KEY, tenant_base_url="https://acme.atlassian.net/wiki", shared_secret=secret
+    )
+    with pytest.raises(OutboundUrlError):
+        confluence.request_token("GET", "https://acme.atlassian.net/rest/api/3/myself", now=NOW)
+    with pytest.raises(OutboundUrlError):
+        confluence.request_token("GET", "https://acme.atlassian.net/wikipedia/x", now=NOW)
+    assert confluence.request_token("GET", "https://acme.atlassian.net/wiki/rest/api/space", now=NOW)

@@ -17,7 +17,7 @@ import pytest
 from cfnlint.decode.cfn_yaml import loads as cfn_loads
 from connect_lambda import deployment
 from connect_lambda.protocol.descriptor import LIFECYCLE_PATHS
-from connect_lambda.stores.tenants import BASE_URL_INDEX
+from connect_lambda.stores.tenants import BASE_URL_INDEX, INSTALLED_INDEX, PROJECTED_ATTRIBUTES
 
 from tests.lambdas import function_env, load_function
 
@@ -227,14 +227,19 @@ def test_the_authorizer_may_only_read_tenants_and_decrypt_secrets(template):
     }
 
 
-def test_the_lifecycle_function_may_only_read_update_query_the_index_and_encrypt(template):
+def test_the_lifecycle_function_may_only_read_update_query_the_index_encrypt_and_keep_token_receipts(template):
     found = grants(template["Resources"]["LifecycleFunction"])
     index = res({"Fn::Sub": "${TenantsTable.Arn}/index/" + BASE_URL_INDEX})
+    receipts = res({"Fn::GetAtt": ["IdempotencyTable", "Arn"]})
     assert found == {
         ("dynamodb:GetItem", res(TABLE_ARN), None),
         ("dynamodb:UpdateItem", res(TABLE_ARN), None),
         ("dynamodb:Query", index, None),
         ("kms:Encrypt", res(KEY_ARN), None),
+        ("dynamodb:GetItem", receipts, None),
+        ("dynamodb:PutItem", receipts, None),
+        ("dynamodb:UpdateItem", receipts, None),
+        ("dynamodb:DeleteItem", receipts, None),
         SSM_GRANT,
     }
 
@@ -280,9 +285,17 @@ def test_the_tenants_table_is_on_demand_recoverable_encrypted_with_the_key_and_e
     assert props["SSESpecification"] == {"SSEEnabled": True, "SSEType": "KMS", "KMSMasterKeyId": {"Ref": "SecretsKey"}}
     assert props["TimeToLiveSpecification"] == {"AttributeName": "expiresAt", "Enabled": True}
     assert props["KeySchema"] == [{"AttributeName": "clientKey", "KeyType": "HASH"}]
-    [index] = props["GlobalSecondaryIndexes"]
-    assert index["IndexName"] == BASE_URL_INDEX
-    assert index["KeySchema"] == [{"AttributeName": "baseUrl", "KeyType": "HASH"}]
+    by_url, installed = props["GlobalSecondaryIndexes"]
+    assert by_url["IndexName"] == BASE_URL_INDEX
+    assert by_url["KeySchema"] == [{"AttributeName": "baseUrl", "KeyType": "HASH"}]
+    assert installed["IndexName"] == INSTALLED_INDEX
+    assert installed["KeySchema"] == [
+        {"AttributeName": "listing", "KeyType": "HASH"},
+        {"AttributeName": "clientKey", "KeyType": "RANGE"},
+    ]
+    for index in (by_url, installed):
+        # every tenant field the directory returns, and never the sealed secret
+        assert index["Projection"] == {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(PROJECTED_ATTRIBUTES)}
 
 
 def test_the_tenants_table_and_the_key_are_retained(template):

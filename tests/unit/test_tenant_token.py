@@ -13,7 +13,8 @@ from connect_lambda.errors import (
     TenantStateError,
 )
 from connect_lambda.protocol.tenant_token import RequestTarget, TenantTokenVerifier, TokenKind
-from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
+from connect_lambda.tenancy.directory import InMemoryTenantDirectory
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 
 from tests.factories import (
     CLIENT_KEY,
@@ -32,17 +33,21 @@ WEBHOOK = RequestTarget("GET", "/webhook")
 ACCOUNT_ID = "557058:f1e2d3c4-b5a6-4798-8a9b-0c1d2e3f4a5b"
 
 
+def make_tenant(client_key: str, state: TenantState, secret: bytes | None) -> Tenant:
+    return Tenant(client_key, state, "https://acme.atlassian.net", secret)
+
+
 class CountingTenantKeys:
     """A tenant lookup that counts how often it is asked, to prove which checks run before it."""
 
-    def __init__(self, *tenants: TenantKey) -> None:
-        self._inner = InMemoryTenantKeys({tenant.client_key: tenant for tenant in tenants})
+    def __init__(self, *tenants: Tenant) -> None:
+        self._inner = InMemoryTenantDirectory(tenants)
         self.calls: list[str] = []
         self.fresh_calls: list[str] = []
 
-    def tenant_key(self, client_key: str, *, fresh: bool = False) -> TenantKey | None:
+    def get(self, client_key: str, *, fresh: bool = False) -> Tenant | None:
         (self.fresh_calls if fresh else self.calls).append(client_key)
-        return self._inner.tenant_key(client_key, fresh=fresh)
+        return self._inner.get(client_key, fresh=fresh)
 
 
 @pytest.fixture
@@ -52,7 +57,7 @@ def secret() -> str:
 
 @pytest.fixture
 def tenants(secret) -> CountingTenantKeys:
-    return CountingTenantKeys(TenantKey(CLIENT_KEY, TenantState.ENABLED, secret.encode()))
+    return CountingTenantKeys(make_tenant(CLIENT_KEY, TenantState.ENABLED, secret.encode()))
 
 
 @pytest.fixture
@@ -102,7 +107,7 @@ def test_verified_claims_are_read_only(verifier, secret):
 
 
 def test_installed_but_not_yet_enabled_tenant_is_accepted(secret):
-    tenants = CountingTenantKeys(TenantKey(CLIENT_KEY, TenantState.INSTALLED, secret.encode()))
+    tenants = CountingTenantKeys(make_tenant(CLIENT_KEY, TenantState.INSTALLED, secret.encode()))
     verifier = TenantTokenVerifier(tenants, clock=lambda: NOW)
     assert verify(verifier, tenant_token(secret)).client_key == CLIENT_KEY
 
@@ -175,7 +180,7 @@ def test_token_of_an_unknown_tenant_is_rejected(verifier, tenants, secret):
 
 def test_storage_failure_during_tenant_lookup_fails_closed(secret):
     class BrokenStore:
-        def tenant_key(self, client_key: str, *, fresh: bool = False) -> TenantKey | None:
+        def get(self, client_key: str, *, fresh: bool = False) -> Tenant | None:
             raise DependencyUnavailableError("tenants table unavailable")
 
     verifier = TenantTokenVerifier(BrokenStore(), clock=lambda: NOW)
@@ -184,7 +189,7 @@ def test_storage_failure_during_tenant_lookup_fails_closed(secret):
 
 
 def test_uninstalled_tenant_is_refused(secret):
-    tenants = CountingTenantKeys(TenantKey(CLIENT_KEY, TenantState.UNINSTALLED, secret.encode()))
+    tenants = CountingTenantKeys(make_tenant(CLIENT_KEY, TenantState.UNINSTALLED, secret.encode()))
     verifier = TenantTokenVerifier(tenants, clock=lambda: NOW)
     error = rejected(verifier, tenant_token(secret), secret)
     assert isinstance(error, TenantStateError)
@@ -193,7 +198,7 @@ def test_uninstalled_tenant_is_refused(secret):
 
 @pytest.mark.parametrize("stored", [None, b""])
 def test_tenant_without_a_shared_secret_is_refused_as_uninstalled(secret, stored):
-    tenants = CountingTenantKeys(TenantKey(CLIENT_KEY, TenantState.ENABLED, stored))
+    tenants = CountingTenantKeys(make_tenant(CLIENT_KEY, TenantState.ENABLED, stored))
     verifier = TenantTokenVerifier(tenants, clock=lambda: NOW)
     # also signed with the empty key: an empty stored secret must not verify an HMAC made with b""
     for token in (tenant_token(secret), tenant_token(b"")):
@@ -203,7 +208,7 @@ def test_tenant_without_a_shared_secret_is_refused_as_uninstalled(secret, stored
 
 
 def test_disabled_tenant_is_refused(secret):
-    tenants = CountingTenantKeys(TenantKey(CLIENT_KEY, TenantState.DISABLED, secret.encode()))
+    tenants = CountingTenantKeys(make_tenant(CLIENT_KEY, TenantState.DISABLED, secret.encode()))
     verifier = TenantTokenVerifier(tenants, clock=lambda: NOW)
     error = rejected(verifier, tenant_token(secret), secret)
     assert isinstance(error, TenantStateError)
@@ -211,7 +216,7 @@ def test_disabled_tenant_is_refused(secret):
 
 
 def test_disabled_tenant_is_accepted_where_the_route_allows_it(secret):
-    tenants = CountingTenantKeys(TenantKey(CLIENT_KEY, TenantState.DISABLED, secret.encode()))
+    tenants = CountingTenantKeys(make_tenant(CLIENT_KEY, TenantState.DISABLED, secret.encode()))
     verifier = TenantTokenVerifier(tenants, clock=lambda: NOW)
     token = tenant_token(secret, "POST&/enabled&")
     verified = verify(verifier, token, RequestTarget("POST", "/enabled"), allow_disabled_tenant=True)
@@ -219,7 +224,7 @@ def test_disabled_tenant_is_accepted_where_the_route_allows_it(secret):
 
 
 def test_disabled_tenant_state_is_not_revealed_to_a_forged_token(secret):
-    tenants = CountingTenantKeys(TenantKey(CLIENT_KEY, TenantState.DISABLED, secret.encode()))
+    tenants = CountingTenantKeys(make_tenant(CLIENT_KEY, TenantState.DISABLED, secret.encode()))
     verifier = TenantTokenVerifier(tenants, clock=lambda: NOW)
     assert rejected(verifier, tenant_token(new_secret()), secret).reason is Reason.BAD_SIGNATURE
 
@@ -235,8 +240,8 @@ def test_token_signed_with_a_wrong_secret_is_rejected(verifier, secret):
 def test_token_of_one_tenant_signed_with_another_tenants_secret_is_rejected(secret):
     other_secret = new_secret()
     tenants = CountingTenantKeys(
-        TenantKey(CLIENT_KEY, TenantState.ENABLED, secret.encode()),
-        TenantKey("other-tenant", TenantState.ENABLED, other_secret.encode()),
+        make_tenant(CLIENT_KEY, TenantState.ENABLED, secret.encode()),
+        make_tenant("other-tenant", TenantState.ENABLED, other_secret.encode()),
     )
     verifier = TenantTokenVerifier(tenants, clock=lambda: NOW)
     token = tenant_token(other_secret, client_key=CLIENT_KEY)
@@ -254,8 +259,8 @@ def test_token_of_one_tenant_signed_with_another_tenants_secret_is_rejected(secr
 )
 def test_tampered_payload_with_the_original_signature_is_rejected(secret, changes):
     tenants = CountingTenantKeys(
-        TenantKey(CLIENT_KEY, TenantState.ENABLED, secret.encode()),
-        TenantKey("other-tenant", TenantState.ENABLED, new_secret().encode()),
+        make_tenant(CLIENT_KEY, TenantState.ENABLED, secret.encode()),
+        make_tenant("other-tenant", TenantState.ENABLED, new_secret().encode()),
     )
     verifier = TenantTokenVerifier(tenants, clock=lambda: NOW)
     token = tampered(tenant_token(secret), **changes)
@@ -317,24 +322,24 @@ def test_failed_tenant_check_asks_the_lookup_once_more_for_fresh_data_and_still_
 class StaleCache:
     """A caching lookup: the cached record is old; only ``fresh=True`` reads the store."""
 
-    def __init__(self, cached: TenantKey | None, stored: TenantKey | None) -> None:
+    def __init__(self, cached: Tenant | None, stored: Tenant | None) -> None:
         self.cached = cached
         self.stored = stored
 
-    def tenant_key(self, client_key: str, *, fresh: bool = False) -> TenantKey | None:
+    def get(self, client_key: str, *, fresh: bool = False) -> Tenant | None:
         return self.stored if fresh else self.cached
 
 
 def test_reinstalled_tenant_with_a_new_secret_is_accepted_through_the_fresh_lookup(secret):
-    old = TenantKey(CLIENT_KEY, TenantState.ENABLED, new_secret().encode())
-    new = TenantKey(CLIENT_KEY, TenantState.ENABLED, secret.encode())
+    old = make_tenant(CLIENT_KEY, TenantState.ENABLED, new_secret().encode())
+    new = make_tenant(CLIENT_KEY, TenantState.ENABLED, secret.encode())
     verifier = TenantTokenVerifier(StaleCache(old, new), clock=lambda: NOW)
     assert verify(verifier, tenant_token(secret)).client_key == CLIENT_KEY
 
 
 def test_fresh_lookup_is_checked_as_strictly_as_the_cached_one(secret):
-    cached = TenantKey(CLIENT_KEY, TenantState.ENABLED, new_secret().encode())
-    stored = TenantKey(CLIENT_KEY, TenantState.UNINSTALLED, secret.encode())
+    cached = make_tenant(CLIENT_KEY, TenantState.ENABLED, new_secret().encode())
+    stored = make_tenant(CLIENT_KEY, TenantState.UNINSTALLED, secret.encode())
     verifier = TenantTokenVerifier(StaleCache(cached, stored), clock=lambda: NOW)
     assert rejected(verifier, tenant_token(secret), secret).reason is Reason.TENANT_UNINSTALLED
     verifier = TenantTokenVerifier(StaleCache(cached, None), clock=lambda: NOW)
@@ -342,8 +347,8 @@ def test_fresh_lookup_is_checked_as_strictly_as_the_cached_one(secret):
 
 
 def test_fresh_lookup_is_made_only_after_a_refusal_never_to_recheck_an_acceptance(secret):
-    cached = TenantKey(CLIENT_KEY, TenantState.ENABLED, secret.encode())
-    stored = TenantKey(CLIENT_KEY, TenantState.UNINSTALLED, None)
+    cached = make_tenant(CLIENT_KEY, TenantState.ENABLED, secret.encode())
+    stored = make_tenant(CLIENT_KEY, TenantState.UNINSTALLED, None)
     verifier = TenantTokenVerifier(StaleCache(cached, stored), clock=lambda: NOW)
     # The cached record still verifies: how long a just-uninstalled tenant stays cached is the store's business
     # (its TTL); the fresh lookup is a second chance for refusals, not a second check of acceptances.

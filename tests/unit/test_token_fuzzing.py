@@ -20,7 +20,8 @@ from connect_lambda.protocol.install_keys import InstallKeyProvider, validate_ki
 from connect_lambda.protocol.install_token import SignedInstallVerifier
 from connect_lambda.protocol.lifecycle import LifecycleEvent, parse_lifecycle_payload
 from connect_lambda.protocol.tenant_token import RequestTarget, TenantTokenVerifier, TokenKind
-from connect_lambda.tenants import InMemoryTenantKeys, TenantKey, TenantState
+from connect_lambda.tenancy.directory import InMemoryTenantDirectory
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -53,7 +54,13 @@ FUZZ = settings(
 )
 
 SECRET = new_secret()
-TENANTS = InMemoryTenantKeys({CLIENT_KEY: TenantKey(CLIENT_KEY, TenantState.ENABLED, SECRET.encode())})
+
+
+def make_tenant(client_key: str, state: TenantState, secret: bytes | None) -> Tenant:
+    return Tenant(client_key, state, "https://acme.atlassian.net", secret)
+
+
+TENANTS = InMemoryTenantDirectory([make_tenant(CLIENT_KEY, TenantState.ENABLED, SECRET.encode())])
 TENANT_VERIFIER = TenantTokenVerifier(TENANTS, clock=lambda: NOW)
 WEBHOOK = RequestTarget("GET", "/webhook", "a=1")
 VALID_TENANT_TOKEN = tenant_token(SECRET, "GET&/webhook&a=1")

@@ -9,18 +9,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from connect_lambda.errors import AuthenticationError, ConnectError, MalformedRequestError, Reason
+from connect_lambda.errors import (
+    AuthenticationError,
+    MalformedRequestError,
+    PayloadTooLargeError,
+    Reason,
+    UnsupportedMediaTypeError,
+)
 from connect_lambda.protocol.request import RequestTarget
 
 MAX_BODY_BYTES = 64 * 1024
-
-
-class UnsupportedMediaTypeError(ConnectError):
-    """The body is not of the content type the route takes: 415."""
-
-
-class PayloadTooLargeError(ConnectError):
-    """The body exceeds the route's bound: 413."""
 
 
 @dataclass(frozen=True, slots=True)

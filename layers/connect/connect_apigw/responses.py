@@ -16,14 +16,17 @@ from aws_lambda_powertools import Logger
 from connect_lambda.errors import (
     AuthenticationError,
     ConfigurationError,
+    ConflictError,
     ConnectError,
     DependencyUnavailableError,
+    ForbiddenError,
     InvalidPayloadError,
     MalformedRequestError,
-    Reason,
+    NotFoundError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+    UpstreamError,
 )
-
-from connect_apigw.requests import PayloadTooLargeError, UnsupportedMediaTypeError
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
@@ -47,26 +50,30 @@ def html_response(status: int, html: str, headers: Mapping[str, str] | None = No
     return {"statusCode": status, "headers": {**base, **(headers or {})}, "body": html}
 
 
+# The one table from error class to HTTP status; the most specific class listed wins (the error's MRO decides).
+STATUS_BY_ERROR: dict[type[BaseException], int] = {
+    ConnectError: 500,
+    MalformedRequestError: 400,
+    InvalidPayloadError: 400,
+    UnsupportedMediaTypeError: 415,
+    PayloadTooLargeError: 413,
+    AuthenticationError: 401,
+    ForbiddenError: 403,
+    NotFoundError: 404,
+    ConflictError: 409,
+    ConfigurationError: 500,
+    UpstreamError: 502,
+    DependencyUnavailableError: 503,
+}
+
+
 def error_status(exc: BaseException) -> int:
-    """The status code for an error. Anything unexpected is a 500: a bug, logged with its stack trace."""
-    if isinstance(exc, AuthenticationError):
-        return 401
-    if isinstance(exc, UnsupportedMediaTypeError):
-        return 415
-    if isinstance(exc, PayloadTooLargeError):
-        return 413
-    if isinstance(exc, MalformedRequestError | InvalidPayloadError):
-        return 400
-    if isinstance(exc, DependencyUnavailableError):
-        return 503
-    if isinstance(exc, ConnectError):
-        if exc.reason is Reason.FORBIDDEN:
-            return 403
-        if exc.reason is Reason.NOT_FOUND:
-            return 404
-        if isinstance(exc, ConfigurationError):
-            return 500
-        return 502 if exc.reason in (Reason.GRANT_REJECTED, Reason.PRODUCT_ERROR) else 500
+    """The status code for an error, by its class alone. Anything unexpected is a 500: a bug, logged with its
+    stack trace."""
+    for cls in type(exc).__mro__:
+        status = STATUS_BY_ERROR.get(cls)
+        if status is not None:
+            return status
     return 500
 
 

@@ -1,33 +1,43 @@
-"""The objects one deployment needs, built once per container from the configuration contract (DESIGN.md).
+"""The objects one deployment needs, built from a settings object and a clock, each on first use.
 
-Everything is built on first use, not at import, so that a function's cold start pays only for what its requests
-need, and a misconfiguration surfaces as a :class:`ConfigurationError` on the first request (handlers fail closed).
+Everything is built on first use, not at construction, so that a function's cold start pays only for what its
+requests need (the authorizer never loads the HTTP client, the install-key fetcher or the product client), and a
+misconfiguration surfaces as a :class:`ConfigurationError` on the first request that needs the missing part.
 
-``APP_BASE_URL`` is the app's public base URL. A template cannot hand the API's own URL to the functions behind
-it (the API refers to the functions, so that would be a reference cycle); there the template stores the URL in an
-SSM parameter and passes its name as ``APP_BASE_URL_PARAMETER``, read once per container with Powertools
-Parameters. An explicit ``APP_BASE_URL`` (a custom domain, or the local stack) always wins.
+A Lambda function uses :func:`current`, built once per container from its environment. ``APP_BASE_URL`` is the
+app's public base URL; a template cannot hand the API's own URL to the functions behind it (the API refers to the
+functions, so that would be a reference cycle), so there the template stores the URL in an SSM parameter and passes
+its name as ``APP_BASE_URL_PARAMETER``, read once per container with Powertools Parameters. An explicit
+``APP_BASE_URL`` (a custom domain, or the local stack) always wins. Tests, the local stack and benchmarks build a
+:class:`Deployment` from :class:`Settings` directly, with their own clock and AWS clients.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import TYPE_CHECKING
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from connect_lambda.errors import ConfigurationError, DependencyUnavailableError
-from connect_lambda.settings import AppSettings, required_env
+from connect_lambda.settings import Settings
 from connect_lambda.tracing import trace_aws_calls
 
 if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
+
     from connect_lambda.product.client import ProductClient
     from connect_lambda.protocol.install_token import SignedInstallVerifier
     from connect_lambda.protocol.tenant_token import TenantTokenVerifier
+    from connect_lambda.stores.receipts import LifecycleReceipts
     from connect_lambda.stores.tenants import TenantStore
     from connect_lambda.stores.user_tokens import UserTokenCache
+    from connect_lambda.tenancy.lifecycle import LifecycleService, TenantListener
 
-# Each builder imports what it builds: a function imports only the parts of the library its requests use
-# (the authorizer never loads the HTTP client, the install-key fetcher or the product client).
+# Each builder imports what it builds: a function imports only the parts of the library its requests use.
 # ruff: noqa: PLC0415
 
 
@@ -44,74 +54,190 @@ def _base_url_from_parameter(name: str) -> str:
     return value
 
 
-@functools.cache
-def settings() -> AppSettings:
-    env = dict(os.environ)
-    if not env.get("APP_BASE_URL", "").strip() and env.get("APP_BASE_URL_PARAMETER", "").strip():
-        env["APP_BASE_URL"] = _base_url_from_parameter(env["APP_BASE_URL_PARAMETER"].strip())
-    return AppSettings.from_env(env)
+def settings_from_environment(env: Mapping[str, str] | None = None) -> Settings:
+    """The settings of this function, from its environment (resolving ``APP_BASE_URL_PARAMETER``)."""
+    values = dict(os.environ if env is None else env)
+    if not values.get("APP_BASE_URL", "").strip() and values.get("APP_BASE_URL_PARAMETER", "").strip():
+        values["APP_BASE_URL"] = _base_url_from_parameter(values["APP_BASE_URL_PARAMETER"].strip())
+    return Settings.from_env(values)
+
+
+class Deployment:
+    """The parts of one deployment, built once each. Safe to share across the requests of a container."""
+
+    def __init__(
+        self,
+        settings: Settings | Callable[[], Settings],
+        *,
+        clock: Callable[[], float] = time.time,
+        dynamodb: DynamoDBClient | None = None,
+        kms: KMSClient | None = None,
+        tenant_listeners: Sequence[TenantListener] = (),
+    ) -> None:
+        self._settings = settings
+        self.clock = clock
+        self._dynamodb = dynamodb
+        self._kms = kms
+        self._tenant_listeners = tuple(tenant_listeners)
+        self._lock = threading.RLock()
+        self._built: dict[str, Any] = {}
+
+    def _once(self, name: str, build: Callable[[], Any]) -> Any:
+        try:
+            return self._built[name]
+        except KeyError:
+            with self._lock:
+                if name not in self._built:
+                    self._built[name] = build()
+                return self._built[name]
+
+    @property
+    def settings(self) -> Settings:
+        if isinstance(self._settings, Settings):
+            return self._settings
+        settings: Settings = self._once("settings", self._settings)
+        return settings
+
+    def _aws(self) -> dict[str, Any]:
+        trace_aws_calls()
+        return {"dynamodb": self._dynamodb, "kms": self._kms}
+
+    @property
+    def tenants(self) -> TenantStore:
+        def build() -> TenantStore:
+            from connect_lambda.stores.tenants import TenantStore
+
+            config = self.settings
+            return TenantStore(
+                table_name=config.resource("tenants_table"),
+                key_id=config.resource("secrets_key_id"),
+                app_key=config.app_key,
+                cache_seconds=config.tenant_cache_seconds,
+                clock=self.clock,
+                **self._aws(),
+            )
+
+        store: TenantStore = self._once("tenants", build)
+        return store
+
+    @property
+    def tenant_verifier(self) -> TenantTokenVerifier:
+        def build() -> TenantTokenVerifier:
+            from connect_lambda.protocol.tenant_token import TenantTokenVerifier
+
+            config = self.settings
+            return TenantTokenVerifier(
+                self.tenants,
+                base_path=config.base_path,
+                leeway_seconds=config.leeway_seconds,
+                max_lifetime_seconds=config.max_token_lifetime_seconds,
+                max_context_lifetime_seconds=config.max_context_token_lifetime_seconds,
+                clock=self.clock,
+            )
+
+        verifier: TenantTokenVerifier = self._once("tenant_verifier", build)
+        return verifier
+
+    @property
+    def install_verifier(self) -> SignedInstallVerifier:
+        def build() -> SignedInstallVerifier:
+            from connect_lambda.protocol.install_keys import InstallKeyProvider
+            from connect_lambda.protocol.install_token import SignedInstallVerifier
+
+            config = self.settings
+            return SignedInstallVerifier(
+                InstallKeyProvider(override_url=config.install_keys_url),
+                app_base_url=config.app_base_url,
+                base_path=config.base_path,
+                leeway_seconds=config.leeway_seconds,
+                max_lifetime_seconds=config.max_token_lifetime_seconds,
+                clock=self.clock,
+            )
+
+        verifier: SignedInstallVerifier = self._once("install_verifier", build)
+        return verifier
+
+    @property
+    def receipts(self) -> LifecycleReceipts:
+        def build() -> LifecycleReceipts:
+            from connect_lambda.stores.receipts import LifecycleReceipts
+
+            config = self.settings
+            aws = self._aws()
+            return LifecycleReceipts(
+                table_name=config.resource("idempotency_table"),
+                # a receipt outlives every token this deployment accepts: its lifetime, the skew, a margin
+                expires_after_seconds=config.max_token_lifetime_seconds + 2 * config.leeway_seconds + 60,
+                dynamodb=aws["dynamodb"],
+            )
+
+        receipts: LifecycleReceipts = self._once("receipts", build)
+        return receipts
+
+    @property
+    def lifecycle(self) -> LifecycleService:
+        def build() -> LifecycleService:
+            from connect_lambda.tenancy.lifecycle import LifecycleService
+
+            config = self.settings
+            return LifecycleService(
+                app_key=config.app_key,
+                allowed_hosts=config.allowed_tenant_hosts,
+                install_verifier=lambda: self.install_verifier,
+                tenants=self.tenants,
+                receipts=lambda: self.receipts,
+                listeners=self._tenant_listeners,
+                clock=self.clock,
+            )
+
+        service: LifecycleService = self._once("lifecycle", build)
+        return service
+
+    @property
+    def user_tokens(self) -> UserTokenCache:
+        def build() -> UserTokenCache:
+            from connect_lambda.product.oauth import TokenExchange
+            from connect_lambda.stores.user_tokens import UserTokenCache
+
+            config = self.settings
+            return UserTokenCache(
+                table_name=config.resource("token_cache_table"),
+                key_id=config.resource("secrets_key_id"),
+                app_key=config.app_key,
+                exchange=TokenExchange(server_override=config.oauth_server_url, clock=self.clock),
+                clock=self.clock,
+                **self._aws(),
+            )
+
+        cache: UserTokenCache = self._once("user_tokens", build)
+        return cache
+
+    @property
+    def product(self) -> ProductClient:
+        """The product client, with the user-token cache when this function is given one."""
+
+        def build() -> ProductClient:
+            from connect_lambda.product.client import ProductClient
+
+            config = self.settings
+            return ProductClient(
+                app_key=config.app_key,
+                tenants=self.tenants,
+                allowed_tenant_hosts=config.allowed_tenant_hosts,
+                user_tokens=self.user_tokens if config.has("token_cache_table") else None,
+                clock=self.clock,
+            )
+
+        client: ProductClient = self._once("product", build)
+        return client
 
 
 @functools.cache
-def tenant_store() -> TenantStore:
-    from connect_lambda.stores.tenants import TenantStore
-
-    trace_aws_calls()
-    return TenantStore(
-        table_name=required_env("TENANTS_TABLE"),
-        key_id=required_env("SECRETS_KEY_ID"),
-        app_key=settings().app_key,
-        cache_seconds=settings().tenant_cache_seconds,
-    )
-
-
-@functools.cache
-def tenant_verifier() -> TenantTokenVerifier:
-    from connect_lambda.protocol.tenant_token import TenantTokenVerifier
-
-    config = settings()
-    return TenantTokenVerifier(tenant_store(), base_path=config.base_path, leeway_seconds=config.leeway_seconds)
-
-
-@functools.cache
-def install_verifier() -> SignedInstallVerifier:
-    from connect_lambda.protocol.install_keys import InstallKeyProvider
-    from connect_lambda.protocol.install_token import SignedInstallVerifier
-
-    config = settings()
-    return SignedInstallVerifier(
-        InstallKeyProvider(override_url=config.install_keys_url),
-        app_base_url=config.app_base_url,
-        base_path=config.base_path,
-        leeway_seconds=config.leeway_seconds,
-    )
-
-
-@functools.cache
-def user_tokens() -> UserTokenCache:
-    from connect_lambda.product.oauth import TokenExchange
-    from connect_lambda.stores.user_tokens import UserTokenCache
-
-    trace_aws_calls()
-    config = settings()
-    return UserTokenCache(
-        table_name=required_env("TOKEN_CACHE_TABLE"),
-        key_id=required_env("SECRETS_KEY_ID"),
-        app_key=config.app_key,
-        exchange=TokenExchange(server_override=config.oauth_server_url),
-    )
-
-
-@functools.cache
-def product_client() -> ProductClient:
-    """The product client, with the user-token cache when this function is configured for one."""
-    from connect_lambda.product.client import ProductClient
-
-    tokens = user_tokens() if os.environ.get("TOKEN_CACHE_TABLE", "").strip() else None
-    return ProductClient(app_key=settings().app_key, tenants=tenant_store(), user_tokens=tokens)
+def current() -> Deployment:
+    """This container's deployment, from its environment (built once; its parts on first use)."""
+    return Deployment(settings_from_environment)
 
 
 def reset() -> None:
-    """Forget everything built so far (tests change the environment between cases)."""
-    for cached in (settings, tenant_store, tenant_verifier, install_verifier, user_tokens, product_client):
-        cached.cache_clear()
+    """Forget this container's deployment (tests change the environment between cases)."""
+    current.cache_clear()

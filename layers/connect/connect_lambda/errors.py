@@ -21,6 +21,7 @@ class Reason(StrEnum):
     MALFORMED_TOKEN = "malformed_token"
     TOKEN_TOO_LARGE = "token_too_large"
     WRONG_ALGORITHM = "wrong_algorithm"
+    CRITICAL_HEADER = "critical_header"
     # tenant
     MISSING_ISSUER = "missing_issuer"
     UNKNOWN_TENANT = "unknown_tenant"
@@ -33,6 +34,7 @@ class Reason(StrEnum):
     BAD_TIME_CLAIM = "bad_time_claim"
     EXPIRED = "expired"
     NOT_YET_VALID = "not_yet_valid"
+    LIFETIME_TOO_LONG = "lifetime_too_long"
     ISSUED_IN_FUTURE = "issued_in_future"
     # qsh
     MISSING_QSH = "missing_qsh"
@@ -46,6 +48,8 @@ class Reason(StrEnum):
     INSTALL_KEY_UNAVAILABLE = "install_key_unavailable"
     WRONG_AUDIENCE = "wrong_audience"
     ISSUER_MISMATCH = "issuer_mismatch"
+    REPLAYED_TOKEN = "replayed_token"
+    DELIVERY_IN_PROGRESS = "delivery_in_progress"
     # installed payload
     INVALID_PAYLOAD = "invalid_payload"
     TENANT_HOST_NOT_ALLOWED = "tenant_host_not_allowed"
@@ -62,7 +66,8 @@ class Reason(StrEnum):
 
 
 class ConnectError(Exception):
-    """Base of every error the library raises on purpose."""
+    """Base of every error the library raises on purpose. Its class alone decides the HTTP answer (one table, in
+    the adapter); its ``reason`` says why, for logs and metrics."""
 
     default_reason: Reason = Reason.MALFORMED_REQUEST
 
@@ -78,6 +83,14 @@ class MalformedRequestError(ConnectError):
     """The request itself cannot be canonicalised (e.g. a bad percent-escape): a client error, 400."""
 
     default_reason = Reason.MALFORMED_REQUEST
+
+
+class UnsupportedMediaTypeError(MalformedRequestError):
+    """The body is not of the content type the route takes: 415."""
+
+
+class PayloadTooLargeError(MalformedRequestError):
+    """The body exceeds the route's bound: 413."""
 
 
 class AuthenticationError(ConnectError):
@@ -98,6 +111,24 @@ class InvalidPayloadError(ConnectError):
     default_reason = Reason.INVALID_PAYLOAD
 
 
+class ForbiddenError(ConnectError):
+    """The caller is who it says, and may not do this: 403."""
+
+    default_reason = Reason.FORBIDDEN
+
+
+class NotFoundError(ConnectError):
+    """No such route or resource: 404."""
+
+    default_reason = Reason.NOT_FOUND
+
+
+class ConflictError(ConnectError):
+    """The same work is in progress elsewhere: 409, retry shortly."""
+
+    default_reason = Reason.DELIVERY_IN_PROGRESS
+
+
 class ConfigurationError(ConnectError):
     """The deployment is misconfigured. Raised at start-up so that nothing runs half-configured."""
 
@@ -114,3 +145,10 @@ class InstallKeyUnavailableError(DependencyUnavailableError):
     """No install-key CDN answered with a usable key. Signed install fails closed (503, Atlassian retries)."""
 
     default_reason = Reason.INSTALL_KEY_UNAVAILABLE
+
+
+class UpstreamError(ConnectError):
+    """An Atlassian service answered in a way we cannot use (a refused grant, a refused credential, an answer too
+    large): 502, the fault is not the caller's."""
+
+    default_reason = Reason.PRODUCT_ERROR

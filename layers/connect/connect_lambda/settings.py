@@ -1,7 +1,10 @@
-"""The configuration contract (DESIGN.md): environment variables, read and validated once per container.
+"""The configuration contract (DESIGN.md): one settings object, read from the environment or built directly.
 
-Validation is strict and happens at start-up, so a misconfigured deployment fails on its first request with a
-clear message instead of authenticating wrongly. No setting can turn authentication off.
+A deployment is built from a :class:`Settings` and a clock. In Lambda the settings come from the function's
+environment (:meth:`Settings.from_env`), validated strictly, so a misconfigured deployment fails on its first
+request with a clear message instead of authenticating wrongly; tests, the local stack, the benchmarks and app
+authors build one directly. No setting can turn authentication off, and an invalid value is never replaced by a
+permissive default.
 """
 
 from __future__ import annotations
@@ -17,6 +20,11 @@ from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, HostPatt
 
 DEFAULT_LEEWAY_SECONDS = 30
 MAX_LEEWAY_SECONDS = 60
+DEFAULT_TENANT_CACHE_SECONDS = 60
+MAX_TENANT_CACHE_SECONDS = 300
+DEFAULT_MAX_TOKEN_LIFETIME_SECONDS = 900
+DEFAULT_MAX_CONTEXT_TOKEN_LIFETIME_SECONDS = 3600
+MAX_TOKEN_LIFETIME_SECONDS = 24 * 3600
 _APP_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")  # Connect's rule for app keys
 
 
@@ -25,6 +33,10 @@ def _require(env: Mapping[str, str], name: str) -> str:
     if not value:
         raise ConfigurationError(f"{name} is required")
     return value
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    return env.get(name, "").strip() or None
 
 
 def _http_url(name: str, value: str) -> str:
@@ -39,25 +51,21 @@ def _optional_url(env: Mapping[str, str], name: str) -> str | None:
     return _http_url(name, value) if value else None
 
 
-def _bounded_int(name: str, text: str | None, default: int, maximum: int) -> int:
+def bounded_int(name: str, text: str | None, default: int, maximum: int, minimum: int = 0) -> int:
     if text is None or not text.strip():
         return default
     try:
         value = int(text.strip())
     except ValueError as exc:
         raise ConfigurationError(f"{name} must be an integer") from exc
-    if not 0 <= value <= maximum:
-        raise ConfigurationError(f"{name} must be between 0 and {maximum}")
+    if not minimum <= value <= maximum:
+        raise ConfigurationError(f"{name} must be between {minimum} and {maximum}")
     return value
 
 
 def parse_leeway(text: str | None) -> int:
     """Clock-skew leeway in seconds: an integer from 0 to 60 (Java's 30 is the default; 90 is too lax)."""
-    return _bounded_int("JWT_LEEWAY_SECONDS", text, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS)
-
-
-DEFAULT_TENANT_CACHE_SECONDS = 60
-MAX_TENANT_CACHE_SECONDS = 300
+    return bounded_int("JWT_LEEWAY_SECONDS", text, DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS)
 
 
 def parse_tenant_cache_seconds(text: str | None) -> int:
@@ -66,36 +74,68 @@ def parse_tenant_cache_seconds(text: str | None) -> int:
     It bounds how long a disable or uninstall takes to reach every warm container; a reinstall's new secret is
     picked up at once regardless (the verifier re-reads a tenant before refusing one of its tokens).
     """
-    return _bounded_int("TENANT_CACHE_SECONDS", text, DEFAULT_TENANT_CACHE_SECONDS, MAX_TENANT_CACHE_SECONDS)
+    return bounded_int("TENANT_CACHE_SECONDS", text, DEFAULT_TENANT_CACHE_SECONDS, MAX_TENANT_CACHE_SECONDS)
+
+
+# the resources a function may be given, by settings field: only the functions that use one get its variable
+_RESOURCES = {
+    "tenants_table": "TENANTS_TABLE",
+    "token_cache_table": "TOKEN_CACHE_TABLE",
+    "idempotency_table": "IDEMPOTENCY_TABLE",
+    "secrets_key_id": "SECRETS_KEY_ID",
+}
 
 
 @dataclass(frozen=True, slots=True)
-class AppSettings:
-    """What every function needs to authenticate: who the app is, where it lives, whom it trusts."""
+class Settings:
+    """Who the app is, where it lives, whom it trusts, and the resources this function was given."""
 
     app_key: str
     app_base_url: str
-    leeway_seconds: int
-    allowed_tenant_hosts: tuple[HostPattern, ...]
-    install_keys_url: str | None
-    oauth_server_url: str | None
+    leeway_seconds: int = DEFAULT_LEEWAY_SECONDS
+    allowed_tenant_hosts: tuple[HostPattern, ...] = parse_host_patterns(DEFAULT_ALLOWED_TENANT_HOSTS)
+    install_keys_url: str | None = None
+    oauth_server_url: str | None = None
     tenant_cache_seconds: int = DEFAULT_TENANT_CACHE_SECONDS
+    max_token_lifetime_seconds: int = DEFAULT_MAX_TOKEN_LIFETIME_SECONDS
+    """Bound on ``exp - iat`` of request-bound and install tokens (Atlassian issues them for 3 minutes)."""
+    max_context_token_lifetime_seconds: int = DEFAULT_MAX_CONTEXT_TOKEN_LIFETIME_SECONDS
+    """Bound on ``exp - iat`` of context tokens (Atlassian issues them for about 15 minutes)."""
+    tenants_table: str | None = None
+    token_cache_table: str | None = None
+    idempotency_table: str | None = None
+    secrets_key_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _APP_KEY.fullmatch(self.app_key):
+            raise ConfigurationError("APP_KEY must be at most 64 characters of letters, digits, '-', '.', '_'")
+        _http_url("APP_BASE_URL", self.app_base_url)
+        if not 0 <= self.leeway_seconds <= MAX_LEEWAY_SECONDS:
+            raise ConfigurationError(f"JWT_LEEWAY_SECONDS must be between 0 and {MAX_LEEWAY_SECONDS}")
+        if not self.allowed_tenant_hosts:
+            raise ConfigurationError("ALLOWED_TENANT_HOSTS is empty")
 
     @property
     def base_path(self) -> str:
         """The context path of the app: removed from request paths before the qsh is computed."""
         return urlsplit(self.app_base_url).path.rstrip("/")
 
+    def resource(self, name: str) -> str:
+        """A resource this function needs (``tenants_table``...); a function not given it fails closed."""
+        value = getattr(self, name)
+        if not value:
+            raise ConfigurationError(f"{_RESOURCES[name]} is required")
+        return str(value)
+
+    def has(self, name: str) -> bool:
+        return bool(getattr(self, name))
+
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> AppSettings:
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         env = os.environ if env is None else env
-        app_key = _require(env, "APP_KEY")
-        if not _APP_KEY.fullmatch(app_key):
-            raise ConfigurationError("APP_KEY must be at most 64 characters of letters, digits, '-', '.', '_'")
-        base_url = _http_url("APP_BASE_URL", _require(env, "APP_BASE_URL"))
         return cls(
-            app_key=app_key,
-            app_base_url=base_url,
+            app_key=_require(env, "APP_KEY"),
+            app_base_url=_http_url("APP_BASE_URL", _require(env, "APP_BASE_URL")),
             leeway_seconds=parse_leeway(env.get("JWT_LEEWAY_SECONDS")),
             allowed_tenant_hosts=parse_host_patterns(
                 env.get("ALLOWED_TENANT_HOSTS", "").strip() or DEFAULT_ALLOWED_TENANT_HOSTS
@@ -103,9 +143,19 @@ class AppSettings:
             install_keys_url=_optional_url(env, "INSTALL_KEYS_URL"),
             oauth_server_url=_optional_url(env, "OAUTH_SERVER_URL"),
             tenant_cache_seconds=parse_tenant_cache_seconds(env.get("TENANT_CACHE_SECONDS")),
+            max_token_lifetime_seconds=bounded_int(
+                "JWT_MAX_LIFETIME_SECONDS",
+                env.get("JWT_MAX_LIFETIME_SECONDS"),
+                DEFAULT_MAX_TOKEN_LIFETIME_SECONDS,
+                MAX_TOKEN_LIFETIME_SECONDS,
+                minimum=60,
+            ),
+            max_context_token_lifetime_seconds=bounded_int(
+                "CONTEXT_JWT_MAX_LIFETIME_SECONDS",
+                env.get("CONTEXT_JWT_MAX_LIFETIME_SECONDS"),
+                DEFAULT_MAX_CONTEXT_TOKEN_LIFETIME_SECONDS,
+                MAX_TOKEN_LIFETIME_SECONDS,
+                minimum=60,
+            ),
+            **{name: _optional(env, variable) for name, variable in _RESOURCES.items()},
         )
-
-
-def required_env(name: str, env: Mapping[str, str] | None = None) -> str:
-    """A required variable other than the app settings (table names, key ids)."""
-    return _require(os.environ if env is None else env, name)

@@ -1,55 +1,75 @@
-"""Calling a tenant's Jira or Confluence, as the app (a JWT per request) or as a user (a cached bearer token).
+"""Calling the product with any credential: one client, one session per identity, the same rules for all.
 
-* A 403 becomes :class:`ProductForbiddenError`: apps must expect that a user, or the app itself, may not see
-  something, and handle it rather than treat it as a crash.
-* A 401 on a user token invalidates that token, gets a new one and retries once; a 401 as the app is final.
-* 429 and 503 are retried a bounded number of times, honouring ``Retry-After`` up to a cap.
-* Every call has timeouts; redirects are followed only on the tenant's own host (re-signed for the new path);
-  GET, HEAD and DELETE never carry a body.
+A call is a loop of single attempts (:mod:`connect_lambda.product.transport`) under three policies, each in its
+own method of :class:`ProductSession`:
+
+* **authentication**: a 401 on a credential that can refresh (a user token) refreshes it and retries once; a 401
+  after a redirect never does (a refresh there would mint a new token for a URL we were sent to, not chose), and a
+  401 as the app is final;
+* **rate limits**: 429 and 503 are retried a bounded number of times, honouring ``Retry-After`` up to a cap;
+* **redirects**: followed only to a target whose scheme, host and port - as urllib3, the transport, parses them -
+  are the session's own, under its base path, and re-authenticated for the new URL.
+
+A 403 becomes :class:`ProductForbiddenError`: apps must expect that a user, or the app itself, may not see
+something, and handle it rather than treat it as a crash. Every call has one deadline, shorter than the function's
+own timeout, so that a hung product ends in a typed 503 rather than in Lambda killing the function.
 """
 
 from __future__ import annotations
 
 import email.utils
-import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode, urljoin
 
 import requests
 
-from connect_lambda.errors import ConnectError, DependencyUnavailableError, Reason
-from connect_lambda.protocol.signing import AppSigner, product_url, under_tenant_base
-from connect_lambda.stores.user_tokens import UserTokenCache
-from connect_lambda.tenants import TenantKey, TenantKeyLookup, TenantState
+from connect_lambda.errors import (
+    ConfigurationError,
+    DependencyUnavailableError,
+    ForbiddenError,
+    InvalidPayloadError,
+    MalformedRequestError,
+    Reason,
+    TenantStateError,
+    UpstreamError,
+)
+from connect_lambda.product.credentials import ConnectAppCredential, ConnectUserCredential, Credential
+from connect_lambda.product.transport import DEFAULT_MAX_ANSWER_BYTES, Attempt, ProductResponse, Transport
+from connect_lambda.protocol.hosts import HostPattern
+from connect_lambda.protocol.signing import AppSigner, product_url
+from connect_lambda.protocol.urls import OutboundUrlError, check_under_base, tenant_base_url
+from connect_lambda.tenancy.directory import TenantLookup
+from connect_lambda.tenancy.tenant import Tenant
 
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from connect_lambda.stores.user_tokens import UserTokenCache
 
 RETRYABLE = frozenset({429, 503})
 NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 MAX_REDIRECTS = 3
 
 
-class ProductForbiddenError(ConnectError):
+class ProductForbiddenError(ForbiddenError):
     """The product answered 403: the caller (app or user) may not do this."""
 
     default_reason = Reason.FORBIDDEN
 
-    def __init__(self, message: str, response: requests.Response) -> None:
+    def __init__(self, message: str, response: ProductResponse) -> None:
         super().__init__(message)
         self.response = response
 
 
-class ProductUnauthorizedError(ConnectError):
-    """The product refused our credentials (401) even after a fresh user token."""
+class ProductUnauthorizedError(UpstreamError):
+    """The product refused our credentials (401) even after a fresh token."""
 
     default_reason = Reason.PRODUCT_ERROR
 
 
-class ProductRequestError(ConnectError):
-    """A request the client will not make or follow (a redirect to another host, a body on GET)."""
+class ProductRequestError(UpstreamError):
+    """A request the client will not make or follow (a redirect to another origin, a body on GET)."""
 
     default_reason = Reason.PRODUCT_ERROR
 
@@ -75,207 +95,193 @@ class RetryPolicy:
 
 
 class ProductClient:
-    """One per container: holds the HTTP session that every call reuses."""
+    """One per container: holds the HTTP session every call reuses, and builds sessions for each identity."""
 
     def __init__(
         self,
         *,
         app_key: str,
-        tenants: TenantKeyLookup,
+        tenants: TenantLookup,
+        allowed_tenant_hosts: tuple[HostPattern, ...],
         user_tokens: UserTokenCache | None = None,
         session: requests.Session | None = None,
         connect_timeout: float = 3.05,
         read_timeout: float = 15.0,
         deadline_seconds: float = 24.0,
+        max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES,
         retry: RetryPolicy | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._app_key = app_key
         self._tenants = tenants
+        self._allowed_hosts = allowed_tenant_hosts
         self._user_tokens = user_tokens
-        self.session = session or requests.Session()
-        self._connect_timeout = connect_timeout
-        self._read_timeout = read_timeout
-        self._deadline = deadline_seconds
-        self._retry = retry or RetryPolicy()
-        self._sleep = sleep
-        self._clock = clock
+        self.transport = Transport(
+            session,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_answer_bytes=max_answer_bytes,
+            clock=clock,
+        )
+        self.deadline_seconds = deadline_seconds
+        self.retry = retry or RetryPolicy()
+        self.sleep = sleep
+        self.clock = clock
 
-    def _tenant(self, client_key: str) -> TenantKey:
-        tenant = self._tenants.tenant_key(client_key)
-        if tenant is None or tenant.state is TenantState.UNINSTALLED or not tenant.shared_secret or not tenant.base_url:
-            raise ConnectError(f"tenant {client_key} is not installed", Reason.UNKNOWN_TENANT)
-        return tenant
+    @property
+    def session(self) -> requests.Session:
+        return self.transport.session
 
-    def as_app(self, client_key: str) -> ProductSession:
+    def _tenant(self, tenant: Tenant | str) -> Tenant:
+        """The tenant to call, installed, with a base URL that is still on the allow-list (a tampered or stale
+        record must not send the app's credentials anywhere else)."""
+        found = self._tenants.get(tenant) if isinstance(tenant, str) else tenant
+        if found is None or not found.installed:
+            key = tenant if isinstance(tenant, str) else tenant.client_key
+            raise TenantStateError(f"tenant {key} is not installed", Reason.TENANT_UNINSTALLED)
+        try:
+            tenant_base_url(found.base_url, self._allowed_hosts)
+        except InvalidPayloadError as exc:
+            message = f"tenant {found.client_key} has a base URL the URL rule or the allow-list refuses"
+            raise ProductRequestError(message) from exc
+        return found
+
+    def as_app(self, tenant: Tenant | str) -> ProductSession:
         """Calls signed by the app itself (``Authorization: JWT``, a qsh per request)."""
-        tenant = self._tenant(client_key)
+        found = self._tenant(tenant)
         signer = AppSigner(
             app_key=self._app_key,
-            client_key=tenant.client_key,
-            tenant_base_url=tenant.base_url,
-            shared_secret=tenant.shared_secret or b"",
+            client_key=found.client_key,
+            tenant_base_url=found.base_url,
+            shared_secret=found.shared_secret or b"",
         )
-        return ProductSession(self, tenant, _AppAuth(signer, self._clock))
+        return ProductSession(self, found.base_url, ConnectAppCredential(signer, self.clock), found.client_key)
 
-    def as_user(self, client_key: str, account_id: str, scopes: Iterable[str] = ("READ",)) -> ProductSession:
+    def as_user(self, tenant: Tenant | str, account_id: str, scopes: Iterable[str] = ("READ",)) -> ProductSession:
         """Calls acting as ``account_id`` (``Authorization: Bearer``, a cached impersonation token)."""
         if self._user_tokens is None:
-            raise ConnectError("this client has no user-token cache", Reason.INVALID_CONFIGURATION)
+            raise ConfigurationError("this client has no user-token cache")
         if not account_id:
-            raise ConnectError("acting as a user needs an account id", Reason.MALFORMED_REQUEST)
-        tenant = self._tenant(client_key)
-        return ProductSession(self, tenant, _UserAuth(self._user_tokens, tenant, account_id, tuple(scopes)))
+            raise MalformedRequestError("acting as a user needs an account id")
+        found = self._tenant(tenant)
+        credential = ConnectUserCredential(self._user_tokens, found, account_id, tuple(scopes))
+        return ProductSession(self, found.base_url, credential, found.client_key)
 
-    # --- the transport, shared by both kinds of session -------------------------------------------------------
-    def send(
+
+class ProductSession:
+    """Requests with one identity to one product base URL. Paths are relative to it (``/wiki`` on Confluence is
+    on the wire and out of the qsh)."""
+
+    def __init__(self, client: ProductClient, base_url: str, credential: Credential, label: str) -> None:
+        self._client = client
+        self._base_url = base_url
+        self._credential = credential
+        self._label = label
+
+    @property
+    def what(self) -> str:
+        return f"product of {self._label}"
+
+    def request(
         self,
-        tenant: TenantKey,
-        auth: _Auth,
         method: str,
         path: str,
         *,
         params: Mapping[str, str | Iterable[str]] | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
-    ) -> requests.Response:
+    ) -> ProductResponse:
         method = method.upper()
         if method in NO_BODY_METHODS and json is not None:
             raise ProductRequestError(f"{method} requests carry no body")
         if not path.startswith("/") or path.startswith("//"):
             raise ProductRequestError("product paths start with a single '/'")
-        url = product_url(tenant.base_url, path)
+        url = product_url(self._base_url, path)
         if params:
             url += ("&" if "?" in url else "?") + urlencode(params, doseq=True)
-        reauthenticated = False
-        attempt = 0
+        request_headers = {"Accept": "application/json", **(headers or {})}
+        attempt = Attempt.prepare(self._client.session, method, url, json=json, headers=request_headers)
+        self._check_target(attempt.url)
+        deadline = self._client.clock() + self._client.deadline_seconds
+        refreshed = False
+        retries = 0
         redirects = 0
-        # one deadline for the whole call (token, retries, redirects), shorter than the function's own timeout,
-        # so that a hung product ends in a typed 503 rather than in Lambda killing the function
-        deadline = self._clock() + self._deadline
         while True:
-            request_headers = {
-                "Accept": "application/json",
-                **(headers or {}),
-                "Authorization": auth.header(method, url),
-            }
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise DependencyUnavailableError(f"product at {tenant.base_url} did not answer in time")
-            timeout = (min(self._connect_timeout, remaining), min(self._read_timeout, remaining))
-            try:
-                response = self.session.request(
-                    method, url, json=json, headers=request_headers, timeout=timeout, allow_redirects=False
-                )
-            except requests.RequestException as exc:
-                raise DependencyUnavailableError(f"product at {tenant.base_url} could not be reached") from exc
+            authorization = self._credential.authorization(attempt.method, attempt.url)
+            response = self._client.transport.send(attempt, authorization, deadline=deadline, what=self.what)
             status = response.status_code
-            if status == 401 and auth.can_refresh and not reauthenticated:
-                response.close()
-                auth.refresh()
-                reauthenticated = True
-                continue
             if status == 401:
-                response.close()
-                raise ProductUnauthorizedError(
-                    f"product refused the {auth.kind} credentials of tenant {tenant.client_key}"
-                )
+                if self._may_refresh(refreshed, redirects):
+                    self._credential.refresh()
+                    refreshed = True
+                    continue
+                raise ProductUnauthorizedError(f"{self.what} refused the {self._credential.kind} credentials")
             if status == 403:
-                raise ProductForbiddenError(f"product forbids {method} {path} for this {auth.kind}", response)
+                raise ProductForbiddenError(
+                    f"{self.what} forbids {method} {path} for this {self._credential.kind}", response
+                )
             if status in RETRYABLE:
-                wait = self._retry_wait(response, attempt, deadline)
+                wait = self._retry_wait(response, retries, deadline)
                 if wait is None:
-                    raise DependencyUnavailableError(f"product answered {status} after {attempt} retries")
-                response.close()
-                attempt += 1
-                self._sleep(wait)
+                    raise DependencyUnavailableError(f"{self.what} answered {status} after {retries} retries")
+                retries += 1
+                self._client.sleep(wait)
                 continue
             if 300 <= status < 400 and "Location" in response.headers:
-                url = self._same_host_redirect(tenant, url, response.headers["Location"])
-                response.close()
                 redirects += 1
                 if redirects > MAX_REDIRECTS:
                     raise ProductRequestError("too many redirects")
-                if status == 303:
-                    method, json = "GET", None
+                attempt = self._redirected(attempt, status, response.headers["Location"], json, request_headers)
                 continue
             return response
 
-    def _retry_wait(self, response: requests.Response, attempt: int, deadline: float) -> float | None:
+    # --- the policies -----------------------------------------------------------------------------------------
+    def _may_refresh(self, refreshed: bool, redirects: int) -> bool:
+        return self._credential.can_refresh and not refreshed and redirects == 0
+
+    def _retry_wait(self, response: ProductResponse, retries: int, deadline: float) -> float | None:
         """Seconds to wait before retrying a 429/503 (``Retry-After`` or a backoff), or ``None``: do not retry."""
-        if attempt >= self._retry.max_retries:
+        policy = self._client.retry
+        if retries >= policy.max_retries:
             return None
-        wait = _retry_after_seconds(response.headers.get("Retry-After"), self._clock())
-        wait = self._retry.default_wait_seconds * (2**attempt) if wait is None else wait
-        if wait > self._retry.max_wait_seconds or self._clock() + wait >= deadline:
+        now = self._client.clock()
+        wait = _retry_after_seconds(response.headers.get("Retry-After"), now)
+        wait = policy.default_wait_seconds * (2**retries) if wait is None else wait
+        if wait > policy.max_wait_seconds or now + wait >= deadline:
             return None
         return wait
 
-    @staticmethod
-    def _same_host_redirect(tenant: TenantKey, current: str, location: str) -> str:
-        target = urljoin(current, location)
-        if not under_tenant_base(target, tenant.base_url):
-            raise ProductRequestError("refusing to follow a redirect to another host or outside the tenant's baseUrl")
+    def _redirected(
+        self, attempt: Attempt, status: int, location: str, json: Any, headers: Mapping[str, str]
+    ) -> Attempt:
+        if "\\" in location or not location.isprintable() or " " in location:
+            # parsers disagree on these (a browser reads "/\\host" as another host): never followed
+            raise ProductRequestError("refusing to follow a redirect that parsers could read differently")
+        method = attempt.method
+        if status == 303 or (status in (301, 302) and method == "POST"):
+            method, json = "GET", None
+        target = Attempt.prepare(
+            self._client.session, method, urljoin(attempt.url, location), json=json, headers=headers
+        )
+        self._check_target(target.url)
         return target
 
+    def _check_target(self, wire_url: str) -> None:
+        try:
+            check_under_base(wire_url, self._base_url)
+        except OutboundUrlError as exc:
+            raise ProductRequestError(f"refusing to send credentials outside the {self.what}: {exc}") from exc
 
-class _Auth:
-    kind = "app"
-    can_refresh = False
-
-    def header(self, method: str, url: str) -> str:
-        raise NotImplementedError
-
-    def refresh(self) -> None:
-        raise NotImplementedError
-
-
-class _AppAuth(_Auth):
-    def __init__(self, signer: AppSigner, clock: Callable[[], float]) -> None:
-        self._signer = signer
-        self._clock = clock
-
-    def header(self, method: str, url: str) -> str:
-        return self._signer.authorization_header(method, url, now=self._clock())
-
-
-class _UserAuth(_Auth):
-    kind = "user"
-    can_refresh = True
-
-    def __init__(self, cache: UserTokenCache, tenant: TenantKey, account_id: str, scopes: tuple[str, ...]) -> None:
-        self._cache = cache
-        self._tenant = tenant
-        self._account_id = account_id
-        self._scopes = scopes
-
-    def header(self, method: str, url: str) -> str:
-        return "Bearer " + self._cache.token_for(self._tenant, self._account_id, self._scopes).value
-
-    def refresh(self) -> None:
-        self._cache.invalidate(self._tenant, self._account_id, self._scopes)
-
-
-class ProductSession:
-    """Requests to one tenant's product with one identity. Paths are relative to the tenant's ``baseUrl``."""
-
-    def __init__(self, client: ProductClient, tenant: TenantKey, auth: _Auth) -> None:
-        self._client = client
-        self._tenant = tenant
-        self._auth = auth
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        return self._client.send(self._tenant, self._auth, method, path, **kwargs)
-
-    def get(self, path: str, **kwargs: Any) -> requests.Response:
+    # --- verbs ------------------------------------------------------------------------------------------------
+    def get(self, path: str, **kwargs: Any) -> ProductResponse:
         return self.request("GET", path, **kwargs)
 
-    def post(self, path: str, **kwargs: Any) -> requests.Response:
+    def post(self, path: str, **kwargs: Any) -> ProductResponse:
         return self.request("POST", path, **kwargs)
 
-    def put(self, path: str, **kwargs: Any) -> requests.Response:
+    def put(self, path: str, **kwargs: Any) -> ProductResponse:
         return self.request("PUT", path, **kwargs)
 
-    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+    def delete(self, path: str, **kwargs: Any) -> ProductResponse:
         return self.request("DELETE", path, **kwargs)

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 
 import requests
 
-from connect_lambda.errors import ConfigurationError, ConnectError, DependencyUnavailableError, Reason
+from connect_lambda.errors import ConfigurationError, DependencyUnavailableError, Reason, UpstreamError
 from connect_lambda.protocol.hosts import AtlassianEnvironment, environment_of
 from connect_lambda.protocol.signing import user_assertion
-from connect_lambda.tenants import TenantKey
+from connect_lambda.tenancy.tenant import Tenant
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ MAX_EXPIRES_IN = 24 * 3600
 MAX_RESPONSE_BYTES = 64 * 1024
 
 
-class GrantRejectedError(ConnectError):
+class GrantRejectedError(UpstreamError):
     """The authorization server refused the grant. Not retried: the cause is in the tenant's configuration."""
 
     default_reason = Reason.GRANT_REJECTED
@@ -92,7 +92,7 @@ class TokenExchange:
         self._timeout = (connect_timeout, read_timeout)
         self._clock = clock
 
-    def exchange(self, tenant: TenantKey, account_id: str, scopes: Iterable[str]) -> AccessToken:
+    def exchange(self, tenant: Tenant, account_id: str, scopes: Iterable[str]) -> AccessToken:
         scopes = normalise_scopes(scopes)
         if not tenant.oauth_client_id:
             raise GrantRejectedError(

@@ -32,13 +32,19 @@ def numeric_date(claims: dict[str, Any], name: str, missing: Reason | None) -> f
     return number
 
 
-def check_time_claims(claims: dict[str, Any], *, now: float, leeway: int, require_iat: bool = True) -> None:
+def check_time_claims(
+    claims: dict[str, Any], *, now: float, leeway: int, require_iat: bool = True, expiry_leeway: int | None = None
+) -> None:
+    """``exp`` (required), ``iat`` (required unless told otherwise) and ``nbf`` against ``now``.
+
+    ``expiry_leeway`` replaces the leeway on ``exp`` alone (install tokens get none past their expiry).
+    """
     expires = numeric_date(claims, "exp", None)
     if expires is None:
         raise AuthenticationError("token has no 'exp' claim", Reason.MISSING_EXPIRY)
     issued = numeric_date(claims, "iat", Reason.MISSING_ISSUED_AT if require_iat else None)
     not_before = numeric_date(claims, "nbf", None)
-    if now > expires + leeway:
+    if now > expires + (leeway if expiry_leeway is None else expiry_leeway):
         raise AuthenticationError("token has expired", Reason.EXPIRED)
     if issued is not None:
         if issued > now + leeway:
@@ -50,3 +56,13 @@ def check_time_claims(claims: dict[str, Any], *, now: float, leeway: int, requir
             raise AuthenticationError("token is not valid yet", Reason.NOT_YET_VALID)
         if expires <= not_before:
             raise AuthenticationError("token expires before it becomes valid", Reason.BAD_TIME_CLAIM)
+
+
+def check_lifetime(claims: dict[str, Any], *, now: float, max_lifetime: int) -> None:
+    """Refuse a token that lives longer than ``max_lifetime`` seconds (``exp - iat``, or ``exp - now`` without
+    ``iat``): a captured long-lived token is a standing credential, whatever its signature."""
+    expires = numeric_date(claims, "exp", Reason.MISSING_EXPIRY)
+    issued = numeric_date(claims, "iat", None)
+    start = issued if issued is not None else now
+    if expires is not None and expires - start > max_lifetime:
+        raise AuthenticationError("token lives longer than this deployment accepts", Reason.LIFETIME_TOO_LONG)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from connect_lambda.settings import AppSettings
+from connect_lambda.settings import Settings
 
 LIFECYCLE_PATHS = {
     "installed": "/installed",
@@ -18,11 +18,11 @@ LIFECYCLE_PATHS = {
     "enabled": "/enabled",
     "disabled": "/disabled",
 }
-DEFAULT_SCOPES = ("READ", "WRITE", "ACT_AS_USER")
+DEFAULT_SCOPES = ("READ", "ACT_AS_USER")
 
 
 def build_descriptor(
-    settings: AppSettings,
+    settings: Settings,
     *,
     name: str,
     description: str,

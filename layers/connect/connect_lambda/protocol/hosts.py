@@ -7,11 +7,13 @@ URLs; it never becomes a URL itself. ``ALLOWED_TENANT_HOSTS`` decides which host
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import StrEnum
-from urllib.parse import urlsplit
 
-from connect_lambda.errors import ConfigurationError, InvalidPayloadError, Reason
+from urllib3.util import parse_url
+
+from connect_lambda.errors import ConfigurationError
 
 DEFAULT_ALLOWED_TENANT_HOSTS = "*.atlassian.net,*.jira.com"
 
@@ -32,7 +34,10 @@ _ENVIRONMENT_SUFFIXES: tuple[tuple[str, AtlassianEnvironment], ...] = (
 
 def environment_of(tenant_base_url: str) -> AtlassianEnvironment:
     """The Atlassian environment of a tenant; production unless the host says otherwise (as ACE decides)."""
-    host = (urlsplit(tenant_base_url).hostname or "").lower()
+    try:
+        host = (parse_url(tenant_base_url).host or "").lower()
+    except ValueError:  # LocationParseError; the URL was validated at install, this only picks an environment
+        host = ""
     for suffix, environment in _ENVIRONMENT_SUFFIXES:
         if host.endswith(suffix):
             return environment
@@ -41,18 +46,29 @@ def environment_of(tenant_base_url: str) -> AtlassianEnvironment:
 
 @dataclass(frozen=True, slots=True)
 class HostPattern:
-    """``*.example.net`` (any subdomain, not the apex) or an exact host; ``http://`` allows plain HTTP."""
+    """``*.example.net`` (any subdomain, not the apex) or an exact host, over https on port 443.
+
+    ``http://host[:port]`` allows plain HTTP to that one host and port (default 80): the local stack's simulated
+    Atlassian, never a deployment on AWS.
+    """
 
     host: str
     wildcard: bool
     allow_http: bool
+    port: int | None = None
 
-    def matches(self, scheme: str, host: str) -> bool:
-        if scheme != "https" and not (scheme == "http" and self.allow_http):
+    def matches(self, scheme: str, host: str, port: int) -> bool:
+        if scheme == "https":
+            if port != 443:
+                return False
+        elif not (scheme == "http" and self.allow_http and port == (self.port or 80)):
             return False
         if self.wildcard:
             return host.endswith("." + self.host) and len(host) > len(self.host) + 1
         return host == self.host
+
+
+_PATTERN_HOST = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*")
 
 
 def parse_host_patterns(text: str) -> tuple[HostPattern, ...]:
@@ -64,29 +80,17 @@ def parse_host_patterns(text: str) -> tuple[HostPattern, ...]:
             continue
         allow_http = item.startswith("http://")
         item = item.removeprefix("http://").removeprefix("https://")
+        port: int | None = None
+        if allow_http and ":" in item:
+            item, _, port_text = item.partition(":")
+            if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+                raise ConfigurationError(f"ALLOWED_TENANT_HOSTS has an invalid port: {raw.strip()!r}")
+            port = int(port_text)
         wildcard = item.startswith("*.")
         host = item[2:] if wildcard else item
-        if not host or "*" in host or "/" in host or ":" in host or ("." not in host and not allow_http):
+        if not _PATTERN_HOST.fullmatch(host) or ("." not in host and not allow_http):
             raise ConfigurationError(f"ALLOWED_TENANT_HOSTS has an invalid pattern: {raw.strip()!r}")
-        patterns.append(HostPattern(host=host, wildcard=wildcard, allow_http=allow_http))
+        patterns.append(HostPattern(host=host, wildcard=wildcard, allow_http=allow_http, port=port))
     if not patterns:
         raise ConfigurationError("ALLOWED_TENANT_HOSTS is empty")
     return tuple(patterns)
-
-
-def check_tenant_base_url(base_url: str, patterns: tuple[HostPattern, ...], field: str = "baseUrl") -> None:
-    """Refuse a tenant URL that is not absolute http(s) without credentials, query or fragment, on an allowed host."""
-    try:
-        parts = urlsplit(base_url)
-        port = parts.port  # raises on a malformed port
-    except ValueError as exc:
-        raise InvalidPayloadError(f"{field} is not a valid URL") from exc
-    host = (parts.hostname or "").lower()
-    if parts.scheme not in ("https", "http") or not host:
-        raise InvalidPayloadError(f"{field} must be an absolute https URL")
-    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
-        raise InvalidPayloadError(f"{field} must not carry credentials, a query or a fragment")
-    if port is not None and not 0 < port < 65536:
-        raise InvalidPayloadError(f"{field} has an invalid port")
-    if not any(pattern.matches(parts.scheme, host) for pattern in patterns):
-        raise InvalidPayloadError(f"{field} host is not an allowed tenant host", Reason.TENANT_HOST_NOT_ALLOWED)

@@ -3,15 +3,18 @@
 The ``kid`` comes from an unauthenticated token and becomes part of a URL path, so it is validated before anything
 is fetched. Keys come only from the CDN chain of the tenant's Atlassian environment (primary, then fallback, each
 as ``<base>/<kid>``) or from ``INSTALL_KEYS_URL``. Atlassian never reuses a kid for another key, so good keys are
-cached by kid for the life of the container; failures are cached briefly so that a burst of forged kids cannot
-turn the app into a request amplifier against the CDN.
+cached by kid for the life of the container; failures are cached briefly, and the fetches a container makes are
+bounded per interval (each kid a caller invents would otherwise cost one or two CDN requests before any
+signature check), so that a burst of forged kids cannot turn the app into a request amplifier against the CDN.
+Past the bound a new kid is answered "unavailable" (503: Atlassian retries a genuine install) without a fetch.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
 from connect_lambda.errors import AuthenticationError, InstallKeyUnavailableError, Reason
+from connect_lambda.http import AnswerTooLargeError, AnswerTooSlowError, read_bounded
 from connect_lambda.protocol.hosts import AtlassianEnvironment, environment_of
 
 CDN_CHAINS: dict[AtlassianEnvironment, tuple[str, ...]] = {
@@ -84,6 +88,8 @@ class InstallKeyProvider:
         read_timeout: float = 3.0,
         negative_ttl: float = 30.0,
         max_cached: int = 128,
+        max_fetches: int = 20,
+        fetch_interval: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._override = override_url.rstrip("/") if override_url else None
@@ -95,6 +101,10 @@ class InstallKeyProvider:
         self._clock = clock
         self._keys: OrderedDict[tuple[tuple[str, ...], str], RSAPublicKey] = OrderedDict()
         self._failures: dict[tuple[tuple[str, ...], str], _Failure] = {}
+        self._max_fetches = max_fetches
+        self._fetch_interval = fetch_interval
+        self._fetches: deque[float] = deque()
+        self._budget_lock = threading.Lock()
 
     def chain_for(self, tenant_base_url: str) -> tuple[str, ...]:
         if self._override:
@@ -114,6 +124,8 @@ class InstallKeyProvider:
             if failure.until > self._clock():
                 self._raise(failure.not_found)
             del self._failures[cache_key]
+        if not self._take_fetch():
+            raise InstallKeyUnavailableError("install-key fetches are over this container's bound; retry later")
         try:
             key = self._fetch_from_chain(chain, kid)
         except _KeyNotFoundError:
@@ -126,6 +138,17 @@ class InstallKeyProvider:
         if len(self._keys) > self._max_cached:
             self._keys.popitem(last=False)
         return key
+
+    def _take_fetch(self) -> bool:
+        """Whether one more key lookup (one walk of the chain) fits the bound of this interval."""
+        now = self._clock()
+        with self._budget_lock:
+            while self._fetches and now - self._fetches[0] >= self._fetch_interval:
+                self._fetches.popleft()
+            if len(self._fetches) >= self._max_fetches:
+                return False
+            self._fetches.append(now)
+            return True
 
     @staticmethod
     def _raise(not_found: bool) -> None:
@@ -153,23 +176,21 @@ class InstallKeyProvider:
         raise InstallKeyUnavailableError("the install-key CDN did not provide a usable key")
 
     def _fetch(self, url: str) -> RSAPublicKey:
-        started = time.monotonic()
+        deadline = time.monotonic() + self._deadline
         try:
             with self._session.get(url, timeout=self._timeout, allow_redirects=False, stream=True) as response:
                 if response.status_code == 404:
                     raise _KeyNotFoundError
                 if response.status_code != 200:
                     raise InstallKeyUnavailableError(f"install-key CDN answered {response.status_code}")
-                body = bytearray()
-                for chunk in response.iter_content(chunk_size=4096):
-                    body.extend(chunk)
-                    if len(body) > MAX_KEY_BYTES:
-                        raise InstallKeyUnavailableError("install-key CDN answer is too large")
-                    if time.monotonic() - started > self._deadline:
-                        raise InstallKeyUnavailableError("install-key CDN answer is too slow")
+                body = read_bounded(response, max_bytes=MAX_KEY_BYTES, deadline=deadline, clock=time.monotonic)
+        except AnswerTooLargeError as exc:
+            raise InstallKeyUnavailableError("install-key CDN answer is too large") from exc
+        except AnswerTooSlowError as exc:
+            raise InstallKeyUnavailableError("install-key CDN answer is too slow") from exc
         except requests.RequestException as exc:
             raise InstallKeyUnavailableError("install-key CDN could not be reached") from exc
-        return _parse_rsa_pem(bytes(body))
+        return _parse_rsa_pem(body)
 
 
 def _parse_rsa_pem(body: bytes) -> RSAPublicKey:

@@ -3,7 +3,16 @@
 An HS256 token on these routes proves nothing (it could be signed with the ``sharedSecret`` in the very body it
 arrives with), so only RS256 is accepted, with a key fetched by ``kid`` from the install-key CDN chain. The token
 must be addressed to this app (``aud`` is ``APP_BASE_URL``), issued for the tenant in the body (``iss`` is the
-body's ``clientKey``), bound to this lifecycle request (``qsh``) and not expired.
+body's ``clientKey``), bound to this lifecycle request (``qsh``), not expired and not long-lived.
+
+Everything that can be checked without the key is checked first, on the token as sent: the header, the issuer,
+the audience, the qsh and the times. A forged token therefore costs no CDN fetch unless it names this app, this
+request and a plausible time, and the key provider bounds its fetches per container on top of that. The signature
+is then verified over those very bytes, so nothing checked before it can differ after it.
+
+``exp`` gets no leeway (as atlassian-connect-express): an install token is fresh when it arrives, and a leeway past
+its expiry would only lengthen the window in which a captured one can be replayed. ``iat`` and ``nbf`` keep the
+deployment's clock-skew leeway, since a product clock slightly ahead of ours is harmless.
 """
 
 from __future__ import annotations
@@ -16,12 +25,16 @@ from typing import Any
 import jwt
 
 from connect_lambda.errors import AuthenticationError, Reason
-from connect_lambda.protocol.claims import check_time_claims
+from connect_lambda.protocol.claims import check_lifetime, check_time_claims
 from connect_lambda.protocol.install_keys import InstallKeyProvider, validate_kid
-from connect_lambda.protocol.lifecycle import LifecyclePayload
+from connect_lambda.protocol.jws import decode_unverified
+from connect_lambda.protocol.lifecycle import LifecycleMessage
 from connect_lambda.protocol.qsh import CONTEXT_QSH, query_string_hash_from_parts
 from connect_lambda.protocol.request import RequestTarget
-from connect_lambda.settings import DEFAULT_LEEWAY_SECONDS
+
+DEFAULT_MAX_LIFETIME_SECONDS = 900
+"""Atlassian issues install tokens that live 3 minutes; five times that is the default bound on ``exp - iat``."""
+_DEFAULT_LEEWAY_SECONDS = 30
 
 
 def _normalise_audience(value: str) -> str:
@@ -35,27 +48,28 @@ class SignedInstallVerifier:
         *,
         app_base_url: str,
         base_path: str = "",
-        leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        leeway_seconds: int = _DEFAULT_LEEWAY_SECONDS,
+        max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
         self._audience = _normalise_audience(app_base_url)
         self._base_path = base_path
         self._leeway = leeway_seconds
+        self._max_lifetime = max_lifetime_seconds
         self._clock = clock
 
-    def verify(self, token: str, request: RequestTarget, payload: LifecyclePayload) -> Mapping[str, Any]:
-        """Claims of a valid install token for ``payload``; raises AuthenticationError otherwise."""
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError as exc:
-            raise AuthenticationError("install token is malformed", Reason.MALFORMED_TOKEN) from exc
-        if header.get("alg") != "RS256":
+    def verify(self, token: str, request: RequestTarget, message: LifecycleMessage) -> Mapping[str, Any]:
+        """Claims of a valid install token for ``message``; raises AuthenticationError otherwise."""
+        unverified = decode_unverified(token)
+        if unverified.header.get("alg") != "RS256":
             raise AuthenticationError("install token algorithm is not RS256", Reason.WRONG_ALGORITHM)
-        kid = validate_kid(header.get("kid"))
-        key = self._keys.public_key(kid, payload.base_url)
+        kid = validate_kid(unverified.header.get("kid"))
+        claims = unverified.claims
+        self._check_claims(claims, request, message)
+        key = self._keys.public_key(kid, message.tenant.base_url)
         try:
-            claims: dict[str, Any] = jwt.decode(
+            jwt.decode(
                 token,
                 key,
                 algorithms=["RS256"],
@@ -65,15 +79,19 @@ class SignedInstallVerifier:
             raise AuthenticationError("install token signature does not verify", Reason.BAD_SIGNATURE) from exc
         except jwt.PyJWTError as exc:
             raise AuthenticationError("install token is malformed", Reason.MALFORMED_TOKEN) from exc
-        check_time_claims(claims, now=self._clock(), leeway=self._leeway, require_iat=False)
+        return MappingProxyType(claims)
+
+    def _check_claims(self, claims: dict[str, Any], request: RequestTarget, message: LifecycleMessage) -> None:
+        now = self._clock()
+        check_time_claims(claims, now=now, leeway=self._leeway, require_iat=False, expiry_leeway=0)
+        check_lifetime(claims, now=now, max_lifetime=self._max_lifetime)
         self._check_audience(claims.get("aud"))
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or not issuer:
             raise AuthenticationError("install token has no issuer", Reason.MISSING_ISSUER)
-        if issuer != payload.client_key:
+        if issuer != message.tenant.client_key:
             raise AuthenticationError("install token issuer is not the body's clientKey", Reason.ISSUER_MISMATCH)
         self._check_qsh(claims.get("qsh"), request)
-        return MappingProxyType(claims)
 
     def _check_audience(self, audience: object) -> None:
         values = audience if isinstance(audience, list) else [audience]

@@ -62,6 +62,8 @@ def decode_unverified(token: str) -> UnverifiedToken:
         raise AuthenticationError("token is not a compact signed JWT", Reason.MALFORMED_TOKEN)
     header_segment, payload_segment, signature = raw.split(b".")
     header = _header(header_segment) if len(header_segment) <= 512 else _json_object(header_segment, "header")
+    if "crit" in header:  # RFC 7515 4.1.11: an extension we do not understand must be refused, and we know none
+        raise AuthenticationError("token header has critical extensions", Reason.CRITICAL_HEADER)
     claims = _json_object(payload_segment, "payload")
     return UnverifiedToken(header, claims, header_segment + b"." + payload_segment, signature)
 

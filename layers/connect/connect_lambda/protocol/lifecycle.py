@@ -8,12 +8,14 @@ an http(s) ``baseUrl`` on an allowed tenant host, the app's own key, and the eve
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
 from connect_lambda.errors import InvalidPayloadError, Reason
-from connect_lambda.protocol.hosts import HostPattern, check_tenant_base_url
+from connect_lambda.protocol.hosts import HostPattern
+from connect_lambda.protocol.urls import is_allowed, normalise_tenant_base_url
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 
 
 class LifecycleEvent(StrEnum):
@@ -49,22 +51,26 @@ _OPTIONAL: tuple[_Field, ...] = (
 )
 
 
+_EVENT_STATE = {
+    LifecycleEvent.INSTALLED: TenantState.INSTALLED,
+    LifecycleEvent.ENABLED: TenantState.ENABLED,
+    LifecycleEvent.DISABLED: TenantState.DISABLED,
+    LifecycleEvent.UNINSTALLED: TenantState.UNINSTALLED,
+}
+
+
 @dataclass(frozen=True, slots=True)
-class LifecyclePayload:
+class LifecycleMessage:
+    """A validated lifecycle callback: the event, and the tenant as the payload describes it.
+
+    ``host_allowed`` is False only for an ``uninstalled`` whose ``baseUrl`` the allow-list no longer admits: an
+    uninstall of a known tenant must always succeed (its secret must not stay stored because the list narrowed),
+    so the caller decides it against the stored tenant instead of refusing it here.
+    """
+
     event: LifecycleEvent
-    key: str
-    client_key: str
-    base_url: str
-    shared_secret: str | None = field(default=None, repr=False)
-    display_url: str | None = None
-    product_type: str | None = None
-    description: str | None = None
-    service_entitlement_number: str | None = None
-    oauth_client_id: str | None = None
-    installation_id: str | None = None
-    server_version: str | None = None
-    plugins_version: str | None = None
-    cloud_id: str | None = None
+    tenant: Tenant
+    host_allowed: bool = True
 
 
 def _required(body: Mapping[str, Any], spec: _Field) -> str:
@@ -95,7 +101,7 @@ def parse_lifecycle_payload(
     expected_event: LifecycleEvent,
     app_key: str,
     allowed_hosts: tuple[HostPattern, ...],
-) -> LifecyclePayload:
+) -> LifecycleMessage:
     """Validate a decoded JSON body. Unknown fields are ignored; nothing invalid gets through."""
     if not isinstance(body, dict):
         raise InvalidPayloadError("payload must be a JSON object")
@@ -106,29 +112,31 @@ def parse_lifecycle_payload(
     if key != app_key:
         raise InvalidPayloadError("payload is for another app key", Reason.WRONG_APP_KEY)
     client_key = _required(body, _CLIENT_KEY)
-    base_url = _required(body, _BASE_URL)
-    check_tenant_base_url(base_url, allowed_hosts)
+    base_url = normalise_tenant_base_url(_required(body, _BASE_URL))
+    host_allowed = is_allowed(base_url, allowed_hosts)
+    if not host_allowed and expected_event is not LifecycleEvent.UNINSTALLED:
+        raise InvalidPayloadError("baseUrl host is not an allowed tenant host", Reason.TENANT_HOST_NOT_ALLOWED)
     if expected_event is LifecycleEvent.INSTALLED:
         secret: str | None = _required(body, _SHARED_SECRET)
     else:
         secret = _string(body, _SHARED_SECRET)
     optional = {spec.name: _string(body, spec) for spec in _OPTIONAL}
     display_url = optional["displayUrl"]
-    if display_url is not None and not display_url.startswith(("https://", "http://")):
-        raise InvalidPayloadError("displayUrl must be an http(s) URL")
-    return LifecyclePayload(
-        event=expected_event,
-        key=app_key,
+    if display_url is not None:
+        display_url = normalise_tenant_base_url(display_url, field="displayUrl")  # a custom domain: no allow-list
+    tenant = Tenant(
         client_key=client_key,
-        base_url=base_url.rstrip("/"),
-        shared_secret=secret,
+        state=_EVENT_STATE[expected_event],
+        base_url=base_url,
+        shared_secret=secret.encode("utf-8") if secret is not None else None,
         display_url=display_url,
         product_type=optional["productType"],
         description=optional["description"],
         service_entitlement_number=optional["serviceEntitlementNumber"],
         oauth_client_id=optional["oauthClientId"],
         installation_id=optional["installationId"],
+        cloud_id=optional["cloudId"],
         server_version=optional["serverVersion"],
         plugins_version=optional["pluginsVersion"],
-        cloud_id=optional["cloudId"],
     )
+    return LifecycleMessage(event=expected_event, tenant=tenant, host_allowed=host_allowed)

@@ -9,30 +9,18 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 
 import jwt
 
 from connect_lambda.errors import ConfigurationError
 from connect_lambda.protocol.qsh import query_string_hash
+from connect_lambda.protocol.urls import base_path, check_under_base
 
 REQUEST_TOKEN_LIFETIME_SECONDS = 180
 ASSERTION_LIFETIME_SECONDS = 60
 ASSERTION_MAX_LIFETIME_SECONDS = 60
 _CLIENT_ID_PREFIX = "urn:atlassian:connect:clientid:"
 _ACCOUNT_ID_PREFIX = "urn:atlassian:connect:useraccountid:"
-
-
-def tenant_base_path(tenant_base_url: str) -> str:
-    return urlsplit(tenant_base_url).path.rstrip("/")
-
-
-def under_tenant_base(url: str, tenant_base_url: str) -> bool:
-    """Whether an absolute URL is on the tenant's origin and under its base path (``/wiki`` for Confluence)."""
-    target, base = urlsplit(url), urlsplit(tenant_base_url)
-    same_origin = (target.scheme, target.hostname, target.port) == (base.scheme, base.hostname, base.port)
-    base_path = base.path.rstrip("/")
-    return same_origin and (target.path == base_path or target.path.startswith(base_path + "/"))
 
 
 def product_url(tenant_base_url: str, path_and_query: str) -> str:
@@ -55,17 +43,18 @@ class AppSigner:
     def request_token(self, method: str, url: str, *, now: float | None = None) -> str:
         """An HS256 JWT for exactly ``method url`` (the wire URL, absolute or a path with query).
 
-        An absolute URL must lie under the tenant's ``baseUrl``: the qsh covers only the path, so a token made
-        for another host could be replayed against this tenant.
+        An absolute URL must be one urllib3 sends to the tenant's origin, under its ``baseUrl`` path: the qsh
+        covers only the path, so a token made for another host could be replayed against this tenant (and a URL
+        another parser reads differently could carry the token elsewhere).
         """
-        if "://" in url and not under_tenant_base(url, self.tenant_base_url):
-            raise ValueError("refusing to sign a URL outside the tenant's baseUrl")
+        if "://" in url:
+            check_under_base(url, self.tenant_base_url)  # raises OutboundUrlError, a ValueError
         issued = int(time.time() if now is None else now)
         claims = {
             "iss": self.app_key,
             "iat": issued,
             "exp": issued + self.lifetime_seconds,
-            "qsh": query_string_hash(method, url, tenant_base_path(self.tenant_base_url)),
+            "qsh": query_string_hash(method, url, base_path(self.tenant_base_url)),
             "aud": [self.client_key],
         }
         return jwt.encode(claims, self.shared_secret, algorithm="HS256", headers={"typ": "JWT"})

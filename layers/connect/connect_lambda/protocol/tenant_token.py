@@ -21,15 +21,20 @@ from types import MappingProxyType
 from typing import Any
 
 from connect_lambda.errors import AuthenticationError, ConfigurationError, Reason, TenantStateError
-from connect_lambda.protocol.claims import check_time_claims
+from connect_lambda.protocol.claims import check_lifetime, check_time_claims
 from connect_lambda.protocol.jws import UnverifiedToken, decode_unverified, hs256_valid
 from connect_lambda.protocol.qsh import CONTEXT_QSH, query_string_hash_from_parts
 from connect_lambda.protocol.request import RequestTarget
 from connect_lambda.settings import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
-from connect_lambda.tenants import TenantKey, TenantKeyLookup, TenantState
+from connect_lambda.tenancy.directory import TenantLookup
+from connect_lambda.tenancy.tenant import Tenant, TenantState
 
 MAX_CLIENT_KEY_LENGTH = 256
 MAX_ACCOUNT_ID_LENGTH = 128
+DEFAULT_MAX_LIFETIME_SECONDS = 900
+"""Bound on ``exp - iat`` of request-bound tokens: Atlassian signs iframe, webhook and lifecycle tokens for 3 min."""
+DEFAULT_MAX_CONTEXT_LIFETIME_SECONDS = 3600
+"""Bound on ``exp - iat`` of context tokens, the longest-lived kind Atlassian issues (about 15 minutes)."""
 
 
 class TokenKind(StrEnum):
@@ -65,7 +70,7 @@ def _account_id(claims: dict[str, Any]) -> str | None:
     return candidate
 
 
-def _check_tenant(tenant: TenantKey | None, token: UnverifiedToken, allow_disabled: bool) -> None:
+def _check_tenant(tenant: Tenant | None, token: UnverifiedToken, allow_disabled: bool) -> None:
     """The tenant exists, still has its secret, signed this token, and may call the route in its state."""
     if tenant is None:
         raise AuthenticationError("token issuer is not an installed tenant", Reason.UNKNOWN_TENANT)
@@ -82,10 +87,12 @@ class TenantTokenVerifier:
 
     def __init__(
         self,
-        tenants: TenantKeyLookup,
+        tenants: TenantLookup,
         *,
         base_path: str = "",
         leeway_seconds: int = DEFAULT_LEEWAY_SECONDS,
+        max_lifetime_seconds: int = DEFAULT_MAX_LIFETIME_SECONDS,
+        max_context_lifetime_seconds: int = DEFAULT_MAX_CONTEXT_LIFETIME_SECONDS,
         clock: Clock = time.time,
     ) -> None:
         if not 0 <= leeway_seconds <= MAX_LEEWAY_SECONDS:
@@ -93,6 +100,7 @@ class TenantTokenVerifier:
         self._tenants = tenants
         self._base_path = base_path
         self._leeway = leeway_seconds
+        self._max_lifetime = {TokenKind.QSH: max_lifetime_seconds, TokenKind.CONTEXT: max_context_lifetime_seconds}
         self._clock = clock
 
     def verify(
@@ -111,15 +119,17 @@ class TenantTokenVerifier:
             raise AuthenticationError("token has no issuer", Reason.MISSING_ISSUER)
         if len(client_key) > MAX_CLIENT_KEY_LENGTH:
             raise AuthenticationError("token issuer is too long", Reason.MALFORMED_TOKEN)
-        tenant = self._tenants.tenant_key(client_key)
+        tenant = self._tenants.get(client_key)
         try:
             _check_tenant(tenant, unverified, allow_disabled_tenant)
         except AuthenticationError:
-            fresher = self._tenants.tenant_key(client_key, fresh=True)
+            fresher = self._tenants.get(client_key, fresh=True)
             if fresher is tenant:
                 raise
             _check_tenant(fresher, unverified, allow_disabled_tenant)
-        check_time_claims(unverified.claims, now=self._clock(), leeway=self._leeway)
+        now = self._clock()
+        check_time_claims(unverified.claims, now=now, leeway=self._leeway)
+        check_lifetime(unverified.claims, now=now, max_lifetime=self._max_lifetime[accept])
         kind = self._check_qsh(unverified, request, accept)
         return VerifiedTenantToken(
             client_key=client_key,

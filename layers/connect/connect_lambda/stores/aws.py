@@ -1,10 +1,17 @@
-"""What the AWS-backed stores share: boto3 clients made on first use, and AWS errors turned into typed ones."""
+"""What the AWS-backed stores share: boto3 clients made on first use, and AWS errors turned into typed ones.
+
+One way to turn an AWS failure into the library's errors: :func:`unavailable` (try again later, 503) for anything
+the caller cannot fix, with the action and the AWS error code in the message and nothing else (no keys, no
+values). A conditional write that lost is not an error but an answer: :class:`ConditionLostError`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from connect_lambda.errors import DependencyUnavailableError
 
@@ -20,12 +27,30 @@ def error_code(exc: Exception) -> str:
 
 
 def is_condition_failure(exc: ClientError) -> bool:
-    return error_code(exc) == "ConditionalCheckFailedException"
+    return error_code(exc) in ("ConditionalCheckFailedException", "TransactionCanceledException")
 
 
 def unavailable(action: str, exc: Exception) -> DependencyUnavailableError:
     """A typed 'try again later' for a failed AWS call; the message names the action and the AWS error code only."""
     return DependencyUnavailableError(f"{action} failed ({error_code(exc)})")
+
+
+class ConditionLostError(Exception):
+    """A conditional write did not apply: an answer (stale, taken, unknown), not a failure."""
+
+
+@contextmanager
+def aws_call(action: str) -> Iterator[None]:
+    """The one error path of an AWS call: a failed condition becomes :class:`ConditionLostError`, every other AWS or
+    transport failure :func:`unavailable`."""
+    try:
+        yield
+    except ClientError as exc:
+        if is_condition_failure(exc):
+            raise ConditionLostError(action) from exc
+        raise unavailable(action, exc) from exc
+    except BotoCoreError as exc:
+        raise unavailable(action, exc) from exc
 
 
 class AwsClients:

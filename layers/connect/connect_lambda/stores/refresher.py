@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 from connect_lambda.errors import ConnectError
 from connect_lambda.stores.user_tokens import UserTokenCache
-from connect_lambda.tenants import TenantKeyLookup, TenantState
+from connect_lambda.tenancy.directory import TenantLookup
+from connect_lambda.tenancy.tenant import TenantState
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +43,7 @@ class RefreshPolicy:
 
 def refresh_due_tokens(
     cache: UserTokenCache,
-    tenants: TenantKeyLookup,
+    tenants: TenantLookup,
     *,
     policy: RefreshPolicy | None = None,
     clock: Callable[[], float] = time.time,
@@ -66,7 +67,7 @@ def refresh_due_tokens(
                 cache.unschedule(token.key)
                 report.skipped += 1
                 continue
-            tenant = tenants.tenant_key(token.client_key)
+            tenant = tenants.get(token.client_key)
             if tenant is None or tenant.state is TenantState.UNINSTALLED or not tenant.shared_secret:
                 cache.delete(token.key)
                 report.skipped += 1

@@ -26,7 +26,8 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from connect_lambda.product.oauth import AccessToken, TokenExchange, normalise_scopes
 from connect_lambda.stores.aws import AwsClients, error_code, is_condition_failure, unavailable
-from connect_lambda.tenants import TenantKey
+from connect_lambda.stores.sealing import SealedValueUnreadableError, Sealer
+from connect_lambda.tenancy.tenant import Tenant
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -87,11 +88,10 @@ class UserTokenCache(AwsClients):
         owner: str | None = None,
         max_remembered: int = 4096,
     ) -> None:
-        self._table = table_name
-        self._key_id = key_id
-        self._app_key = app_key
-        self._exchange = exchange
         super().__init__(dynamodb, kms)
+        self._table = table_name
+        self._sealer = Sealer(lambda: self.kms, key_id=key_id, app_key=app_key)
+        self._exchange = exchange
         self._margin = margin_seconds
         self._lease = lease_seconds
         self._wait = wait_seconds
@@ -103,7 +103,7 @@ class UserTokenCache(AwsClients):
         self._memory: dict[str, _Remembered] = {}
 
     # --- the public surface ----------------------------------------------------------------------------------
-    def token_for(self, tenant: TenantKey, account_id: str, scopes: Iterable[str]) -> AccessToken:
+    def token_for(self, tenant: Tenant, account_id: str, scopes: Iterable[str]) -> AccessToken:
         """A token acting as ``account_id`` with exactly ``scopes``, from memory, the table, or one refresh."""
         wanted = normalise_scopes(scopes)
         key = token_key(tenant.client_key, account_id, wanted)
@@ -120,7 +120,7 @@ class UserTokenCache(AwsClients):
             return token
         return self._single_flight(key, tenant, account_id, wanted)
 
-    def refresh(self, tenant: TenantKey, account_id: str, scopes: Iterable[str]) -> AccessToken | None:
+    def refresh(self, tenant: Tenant, account_id: str, scopes: Iterable[str]) -> AccessToken | None:
         """Refresh now if nobody else is (the scheduled refresher); ``None`` when another holder has the lease."""
         wanted = normalise_scopes(scopes)
         key = token_key(tenant.client_key, account_id, wanted)
@@ -129,7 +129,7 @@ class UserTokenCache(AwsClients):
             return None
         return self._exchange_and_store(key, tenant, account_id, wanted, used=False)
 
-    def invalidate(self, tenant: TenantKey, account_id: str, scopes: Iterable[str]) -> None:
+    def invalidate(self, tenant: Tenant, account_id: str, scopes: Iterable[str]) -> None:
         """Forget a token the product refused (401), here and in the table."""
         wanted = normalise_scopes(scopes)
         key = token_key(tenant.client_key, account_id, wanted)
@@ -230,7 +230,7 @@ class UserTokenCache(AwsClients):
         item: dict[str, Any] | None,
         *,
         key: str,
-        tenant: TenantKey,
+        tenant: Tenant,
         account_id: str,
         scopes: tuple[str, ...],
         now: float,
@@ -254,31 +254,19 @@ class UserTokenCache(AwsClients):
             return None
         return AccessToken(value=value, expires_at=expires_at, scopes=scopes)
 
-    def _context(self, key: str) -> dict[str, str]:
-        return {"purpose": "user-token", "appKey": self._app_key, "tokenKey": key}
+    @staticmethod
+    def _context(key: str) -> dict[str, str]:
+        return {"purpose": "user-token", "tokenKey": key}
 
     def _decrypt(self, key: str, ciphertext: bytes) -> str | None:
         """The token, or ``None`` when the ciphertext is not this item's; KMS being unavailable raises."""
         try:
-            response = self.kms.decrypt(
-                KeyId=self._key_id, CiphertextBlob=ciphertext, EncryptionContext=self._context(key)
-            )
-        except ClientError as exc:
-            if error_code(exc) in ("InvalidCiphertextException", "IncorrectKeyException"):
-                return None
-            raise unavailable("decrypting the user token", exc) from exc
-        except BotoCoreError as exc:
-            raise unavailable("decrypting the user token", exc) from exc
-        return response["Plaintext"].decode("utf-8")
+            return self._sealer.open(ciphertext, self._context(key), what="user token").decode("utf-8")
+        except SealedValueUnreadableError:
+            return None
 
     def _encrypt(self, key: str, value: str) -> bytes:
-        try:
-            response = self.kms.encrypt(
-                KeyId=self._key_id, Plaintext=value.encode("utf-8"), EncryptionContext=self._context(key)
-            )
-        except (ClientError, BotoCoreError) as exc:
-            raise unavailable("encrypting the user token", exc) from exc
-        return response["CiphertextBlob"]
+        return self._sealer.seal(value.encode("utf-8"), self._context(key), what="user token")
 
     def _remember(self, key: str, token: AccessToken, generation: int, touched_at: float) -> None:
         if len(self._memory) >= self._max_remembered:
@@ -308,7 +296,7 @@ class UserTokenCache(AwsClients):
 
     # --- single-flight refresh ---------------------------------------------------------------------------------
     def _take_lease(
-        self, key: str, tenant: TenantKey, account_id: str, scopes: tuple[str, ...]
+        self, key: str, tenant: Tenant, account_id: str, scopes: tuple[str, ...]
     ) -> tuple[bool, dict[str, Any]]:
         """Try to become the one refresher of ``key``; on success also returns the item as it now stands."""
         now = self._clock()
@@ -354,7 +342,7 @@ class UserTokenCache(AwsClients):
             logger.debug("could not release the refresh lease: %s", type(exc).__name__)
 
     def _exchange_and_store(
-        self, key: str, tenant: TenantKey, account_id: str, scopes: tuple[str, ...], *, used: bool = True
+        self, key: str, tenant: Tenant, account_id: str, scopes: tuple[str, ...], *, used: bool = True
     ) -> AccessToken:
         """Exchange and cache. ``used`` is False for the refresher: a refresh is not a use, so a token that nobody
         asks for any more still goes cold and expires."""
@@ -395,7 +383,7 @@ class UserTokenCache(AwsClients):
         self._remember(key, token, tenant.generation, touched_at=now if used else 0.0)
         return token
 
-    def _single_flight(self, key: str, tenant: TenantKey, account_id: str, scopes: tuple[str, ...]) -> AccessToken:
+    def _single_flight(self, key: str, tenant: Tenant, account_id: str, scopes: tuple[str, ...]) -> AccessToken:
         deadline = self._clock() + self._wait
         while True:
             acquired, item = self._take_lease(key, tenant, account_id, scopes)
