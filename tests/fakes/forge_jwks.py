@@ -9,6 +9,7 @@ forged kids, a rotation or a lifespan refresh cost.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import threading
 from collections import Counter
@@ -30,6 +31,7 @@ class Answer:
     hang: bool = False  # never answer: wait until the server stops
     trickle: int = 0  # send the body in this many pieces...
     trickle_pause: float = 0.0  # ...with this pause between them
+    content_encoding: str | None = None
     declare_length: bool = True  # False: no Content-Length, the body ends when the connection closes
 
 
@@ -63,6 +65,11 @@ class FakeForgeJwks(LoopbackServer):
     def serve_undeclared(self, body: bytes, path: str = JWKS_PATH) -> None:
         """A body sent without Content-Length (read until the connection closes): only a streaming bound stops it."""
         self.serve(Answer(body=body, declare_length=False), path)
+
+    def serve_gzip(self, content: bytes, path: str = JWKS_PATH) -> None:
+        """``content`` gzip-compressed, with ``Content-Encoding: gzip``: the client's size bound must count what it
+        decompresses, not what travels."""
+        self.serve(Answer(body=gzip.compress(content), content_encoding="gzip"), path)
 
     def serve_html(self, path: str = JWKS_PATH) -> None:
         page = b"<!doctype html><html><head><title>Maintenance</title></head><body>Back soon</body></html>"
@@ -113,6 +120,8 @@ class FakeForgeJwks(LoopbackServer):
                     else:
                         self.send_header("Connection", "close")
                         self.close_connection = True
+                    if answer.content_encoding:
+                        self.send_header("Content-Encoding", answer.content_encoding)
                     if answer.location:
                         self.send_header("Location", answer.location)
                     self.end_headers()
