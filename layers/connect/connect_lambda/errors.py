@@ -54,6 +54,18 @@ class Reason(StrEnum):
     INVALID_PAYLOAD = "invalid_payload"
     TENANT_HOST_NOT_ALLOWED = "tenant_host_not_allowed"
     WRONG_APP_KEY = "wrong_app_key"
+    # Forge invocation token (FIT)
+    WRONG_ISSUER = "wrong_issuer"
+    MISSING_NOT_BEFORE = "missing_nbf"
+    INVALID_IC_LABEL = "invalid_ic_label"
+    ISOLATED_CLOUD_NOT_CONFIGURED = "isolated_cloud_not_configured"
+    APP_ID_MISMATCH = "app_id_mismatch"
+    INVALID_INSTALLATION = "invalid_installation"
+    INSTALLATION_MISMATCH = "installation_mismatch"
+    INVALID_API_BASE_URL = "invalid_api_base_url"
+    API_BASE_URL_NOT_ALLOWED = "api_base_url_not_allowed"
+    INVALID_PRINCIPAL = "invalid_principal"
+    FORGE_KEYS_UNAVAILABLE = "forge_keys_unavailable"
     # configuration
     INVALID_CONFIGURATION = "invalid_configuration"
     # outbound calls (product, authorization server) and storage
@@ -152,3 +164,14 @@ class UpstreamError(ConnectError):
     large): 502, the fault is not the caller's."""
 
     default_reason = Reason.PRODUCT_ERROR
+
+
+class ForgeKeysUnavailableError(DependencyUnavailableError):
+    """No usable Forge JWKS: the fetch failed and no cached key set is young enough to trust.
+
+    The FIT verifier turns it into an :class:`AuthenticationError` with the same reason (the request is denied like
+    any unverifiable token); this class stays on the error's ``__cause__`` so that logs and metrics can tell an
+    outage of Atlassian's key CDN from a bad token.
+    """
+
+    default_reason = Reason.FORGE_KEYS_UNAVAILABLE

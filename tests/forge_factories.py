@@ -1,0 +1,103 @@
+"""Builders for Forge Invocation Tokens (FITs), their claims and the JWKS documents that publish their keys.
+
+Claims follow the DOC-ESS table (FORGE.md §1.3): a 25 s token, ``iss`` ``forge/invocation-token``, ``aud`` the app
+ARI, an ``app`` object with the installation ARI and ``apiBaseUrl``. Every token is built with
+``tests.factories.encode_token``, so it is registered with the leak check.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric import rsa
+from jwt.algorithms import RSAAlgorithm
+
+from tests.factories import MISSING, NOW, encode_token, rsa_private_key
+
+APP_UUID = "2b0e4c7a-9d3f-4e61-8a5b-7c1d2e3f4a50"
+APP_ARI = f"ari:cloud:ecosystem::app/{APP_UUID}"
+OTHER_APP_ARI = "ari:cloud:ecosystem::app/9f8e7d6c-5b4a-4321-8fed-cba987654321"
+INSTALLATION_ARI = "ari:cloud:ecosystem::installation/6a1f0c3e-4b2d-4f8a-9e7c-1d2b3a4c5e6f"
+CLOUD_ID = "a436116f-02ce-4520-8fbb-7301462a1674"
+API_BASE_URL = f"https://api.atlassian.com/ex/jira/{CLOUD_ID}"
+ENVIRONMENT_ARI = (
+    "ari:cloud:ecosystem::environment/2b0e4c7a-9d3f-4e61-8a5b-7c1d2e3f4a50/0e6c2f3a-1111-4222-8333-444455556666"
+)
+ACCOUNT_ID = "557058:f1e2d3c4-b5a6-4798-8a9b-0c1d2e3f4a5b"
+FORGE_ISSUER = "forge/invocation-token"
+KID = "forge/invocation-token/wf-3f2a1b4c-5d6e-4f70-8a9b-0c1d2e3f4a5b"
+"""Live kids look like this (FORGE.md §1.2): slashes included."""
+LIFETIME = 25
+
+
+def forge_private_key(name: str = "forge") -> rsa.RSAPrivateKey:
+    """The session's key for ``name`` ('forge' signs the genuine tokens; 'attacker' is anyone else)."""
+    return rsa_private_key(f"forge-{name}")
+
+
+def app_claims(**overrides: Any) -> dict[str, Any]:
+    """The ``app`` object of a FIT for a Jira backend call; ``MISSING`` removes a field."""
+    app: dict[str, Any] = {
+        "installationId": INSTALLATION_ARI,
+        "apiBaseUrl": API_BASE_URL,
+        "id": APP_ARI,
+        "appVersion": "2.0.0",
+        "environment": {"type": "PRODUCTION", "id": ENVIRONMENT_ARI},
+        "module": {"type": "core:endpoint", "key": "remote-endpoint"},
+        "installation": {
+            "id": INSTALLATION_ARI,
+            "contexts": [{"name": "jira", "apiBaseUrl": API_BASE_URL, "cloudId": CLOUD_ID}],
+        },
+    }
+    app.update(overrides)
+    return {name: value for name, value in app.items() if value is not MISSING}
+
+
+def fit_claims(*, now: int = NOW, app: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Claims of a genuine FIT issued at ``now``; ``MISSING`` removes a claim, ``app`` replaces the app object."""
+    claims: dict[str, Any] = {
+        "iss": FORGE_ISSUER,
+        "aud": APP_ARI,
+        "iat": now,
+        "nbf": now,
+        "exp": now + LIFETIME,
+        "jti": "0b7c6d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c",
+        "app": app_claims() if app is None else app,
+        "principal": ACCOUNT_ID,
+    }
+    claims.update(overrides)
+    return {name: value for name, value in claims.items() if value is not MISSING}
+
+
+def fit(
+    claims: dict[str, Any] | None = None,
+    *,
+    kid: Any = KID,
+    private_key: rsa.RSAPrivateKey | None = None,
+    header: dict[str, Any] | None = None,
+) -> str:
+    """An RS256 FIT signed with ``private_key`` (default: the genuine Forge key); ``header`` replaces the header."""
+    if header is None:
+        header = {"typ": "JWT", "alg": "RS256"}
+        if kid is not MISSING:
+            header["kid"] = kid
+    return encode_token(
+        copy.deepcopy(fit_claims() if claims is None else claims),
+        header=header,
+        rsa_key=private_key or forge_private_key(),
+    )
+
+
+def jwk(private_key: rsa.RSAPrivateKey | None = None, *, kid: str = KID, **fields: Any) -> dict[str, Any]:
+    """The public JWK of ``private_key`` as Forge publishes it (kty RSA, use sig, alg RS256, the kid)."""
+    entry = RSAAlgorithm.to_jwk((private_key or forge_private_key()).public_key(), as_dict=True)
+    entry.pop("key_ops", None)
+    entry.update({"use": "sig", "alg": "RS256", "kid": kid})
+    entry.update(fields)
+    return {name: value for name, value in entry.items() if value is not MISSING}
+
+
+def jwks(*entries: dict[str, Any]) -> dict[str, Any]:
+    """A JWKS document; with no entries, the genuine key under ``KID``."""
+    return {"keys": list(entries) if entries else [jwk()]}
