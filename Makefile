@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 LOCAL_ENV := bash scripts/local-env.sh
 WITH_SAM := eval "$$($(LOCAL_ENV) env)" &&
 
-.PHONY: help venv lint unit docker-tests test run stop status events bench
+.PHONY: help venv lint unit docker-tests test run stop status events bench template
 help:
 	@echo "make run        start the local stack (sam local + moto + simulated Atlassian), play the protocol, leave it running"
 	@echo "make run ONCE=1 the same, then stop everything and exit with the scenario's result"
@@ -21,6 +21,7 @@ help:
 	@echo "make unit       the fast part of the suite (no Docker)"
 	@echo "make events     re-sign events/*.json for now (for sam local invoke -e events/...)"
 	@echo "make bench      the benchmarks (prints a table)"
+	@echo "make template   regenerate template.yaml's app functions from the app's declaration"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON313)" && test -x "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13.0) or set PYTHON313=/path/to/python3.13"; exit 1; }
@@ -68,3 +69,7 @@ events: venv
 
 bench: venv
 	$(PY) -m bench
+
+# template.yaml's app functions, routes and IAM, regenerated from the app's declaration (layers/app/connect_app)
+template: venv
+	$(PY) -m connect_lambda.app.template

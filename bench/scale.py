@@ -16,7 +16,6 @@ import uuid
 from typing import Any
 
 import boto3
-from connect_lambda import deployment
 from connect_lambda.product.oauth import AccessToken
 from connect_lambda.stores.refresher import RefreshPolicy, refresh_due_tokens
 from connect_lambda.stores.user_tokens import UserTokenCache, due_bucket, token_key
@@ -85,7 +84,10 @@ def batch_write(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> int:
 def filled_tenants_table(world: AwsWorld, tenants: list[BenchTenant], total: int) -> tuple[str, float, int]:
     """A tenants table holding ``tenants`` (installed for real) and fillers up to ``total``."""
     table = create_tenants_table(world.dynamodb, world.key_arn)
-    install(AwsWorld(world.dynamodb, world.kms, world.key_arn, table, world.idempotency_table), tenants)
+    install(
+        AwsWorld(world.dynamodb, world.kms, world.key_arn, table, world.idempotency_table, world.settings_table),
+        tenants,
+    )
     ciphertext = world.kms.encrypt(
         KeyId=world.key_arn, Plaintext=b"x" * 64, EncryptionContext={"clientKey": "filler", "appKey": APP_KEY}
     )["CiphertextBlob"]
@@ -97,10 +99,11 @@ def filled_tenants_table(world: AwsWorld, tenants: list[BenchTenant], total: int
 
 
 def time_authorizations(
-    handler: Any, requests: list[PageRequest], tenants: list[BenchTenant], count: int, uncached: bool
+    function: Any, requests: list[PageRequest], tenants: list[BenchTenant], count: int, uncached: bool
 ) -> float:
     """Mean seconds per authorization over ``count`` requests cycling through the sample."""
-    store = deployment.current().tenants
+    handler = function.handler
+    store = function.deployment.tenants
     spent = 0.0
     with quiet_stdout():
         for i in range(count):
@@ -139,11 +142,11 @@ def tenants_scale(options: Options, result: SectionResult) -> None:
                 order = [small, big] if round_number % 2 == 0 else [big, small]
                 for size in order:
                     table, tenants, requests = tables[size]
-                    set_table(table)
-                    time_authorizations(app.handler, requests[:1], tenants[:1], 1, uncached=True)  # clients
-                    uncached[size].append(time_authorizations(app.handler, requests, tenants, uncached_n, True))
-                    time_authorizations(app.handler, requests, tenants, len(tenants), uncached=False)  # cache all
-                    warm[size].append(time_authorizations(app.handler, requests, tenants, warm_n, uncached=False))
+                    set_table(app, table)
+                    time_authorizations(app, requests[:1], tenants[:1], 1, uncached=True)  # clients
+                    uncached[size].append(time_authorizations(app, requests, tenants, uncached_n, True))
+                    time_authorizations(app, requests, tenants, len(tenants), uncached=False)  # cache all
+                    warm[size].append(time_authorizations(app, requests, tenants, warm_n, uncached=False))
     for label, samples in (("uncached (GetItem + Decrypt on moto)", uncached), ("warm (cached tenant)", warm)):
         high, low = median(samples[big]), median(samples[small])
         result.rows.append(

@@ -10,18 +10,18 @@ atlassian-jwt and would refuse every token if the two disagreed.
 from __future__ import annotations
 
 import contextlib
-import os
+import dataclasses
 import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 from urllib.parse import quote
 
 import jwt
 import pytest
-from connect_lambda import deployment
+from connect_apigw.authorizer import Authorizer
+from connect_lambda.deployment import Deployment
 from connect_lambda.protocol.qsh import query_string_hash
 from connect_lambda.tenancy.tenant import Tenant, TenantState
 from moto import mock_aws
@@ -135,16 +135,15 @@ def moto() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def authorizer(world: AwsWorld, **env: str) -> Iterator[ModuleType]:
-    """``functions/authorizer/app.py`` loaded as Lambda loads it, configured for ``world``'s table and key."""
+def authorizer(world: AwsWorld, **env: str) -> Iterator[Authorizer]:
+    """The authorizer function as Lambda builds it, configured for ``world``'s table and key."""
     patch = pytest.MonkeyPatch()
     try:
         with quiet_stdout():  # its logger writes where stdout was when it was made: nowhere
-            module = load_function("authorizer", patch, function_env(**{**world.env, **env}))
-        yield module
+            function = load_function("authorizer", patch, function_env(**{**world.env, **env}))
+        yield function
     finally:
         patch.undo()
-        deployment.reset()
 
 
 def install(world: AwsWorld, tenants: list[BenchTenant]) -> None:
@@ -153,7 +152,6 @@ def install(world: AwsWorld, tenants: list[BenchTenant]) -> None:
         store.save_installed(tenant.payload(), issued_at=time.time())
 
 
-def set_table(table: str) -> None:
-    """Point the loaded authorizer at another tenants table (a new container, as far as deployment knows)."""
-    os.environ["TENANTS_TABLE"] = table
-    deployment.reset()
+def set_table(function: Authorizer, table: str) -> None:
+    """Point the authorizer at another tenants table: a new deployment (a new container, as far as it knows)."""
+    function.use(Deployment(dataclasses.replace(function.deployment.settings, tenants_table=table)))

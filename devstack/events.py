@@ -152,10 +152,10 @@ def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
         {"timestamp": int(now * 1000), "webhookEvent": "jira:issue_created", "issue": {"id": "10001", "key": "DEMO-1"}}
     )
     events["authorizer-webhook.json"] = authorizer_event(
-        "POST /webhooks/{event}", webhook_path, now=now, headers=webhook_headers
+        "POST /webhooks/jira-issue-created", webhook_path, now=now, headers=webhook_headers
     )
     events["webhook.json"] = http_event(
-        "POST /webhooks/{event}",
+        "POST /webhooks/jira-issue-created",
         webhook_path,
         now=now,
         headers={k: v for k, v in webhook_headers.items() if k != "authorization"},

@@ -27,6 +27,7 @@ import boto3
 import pytest
 import yaml
 from botocore.client import BaseClient
+from connect_lambda.stores.settings import SettingsStore
 from connect_lambda.stores.tenants import TenantStore
 
 from tests.factories import APP_KEY
@@ -247,6 +248,7 @@ class AwsWorld:
     key_arn: str
     table: str
     idempotency_table: str
+    settings_table: str
 
     @classmethod
     def create(cls, key_arn: str | None = None) -> AwsWorld:
@@ -260,6 +262,7 @@ class AwsWorld:
             key_arn=key_arn,
             table=create_tenants_table(dynamodb, key_arn),
             idempotency_table=create_table_from_template(dynamodb, "IdempotencyTable", key_arn),
+            settings_table=create_table_from_template(dynamodb, "AppSettingsTable", key_arn),
         )
 
     def store(self, *, app_key: str = APP_KEY, dynamodb: Any = None, kms: Any = None, **kwargs: Any) -> TenantStore:
@@ -270,6 +273,11 @@ class AwsWorld:
             dynamodb=dynamodb or self.dynamodb,
             kms=kms or self.kms,
             **kwargs,
+        )
+
+    def settings_store(self, *, app_key: str = APP_KEY) -> SettingsStore:
+        return SettingsStore(
+            table_name=self.settings_table, key_id=self.key_arn, app_key=app_key, dynamodb=self.dynamodb, kms=self.kms
         )
 
     def items(self) -> list[dict[str, Any]]:
@@ -292,4 +300,5 @@ class AwsWorld:
             "TENANTS_TABLE": self.table,
             "SECRETS_KEY_ID": self.key_arn,
             "IDEMPOTENCY_TABLE": self.idempotency_table,
+            "APP_SETTINGS_TABLE": self.settings_table,
         }

@@ -1,34 +1,42 @@
-"""Loading a function's ``app.py`` the way Lambda does, once per test, without modules leaking between tests.
+"""Building a function's handler the way Lambda would, from a test's environment, without module juggling.
 
-Lambda imports ``functions/<name>/app.py`` as ``app`` with the function directory on ``sys.path`` (so the
-authorizer's ``from routes import ROUTES`` works) and the layer on the path. Here each load gets a unique module
-name, the directory is on ``sys.path`` only while the module executes, and the function's own helper modules
-(``routes``) are taken out of ``sys.modules`` again, so two functions' ``routes`` never collide.
-
-The environment is set first and ``deployment.reset()`` called, so the deployment objects are rebuilt from it on
-the first request. Each load also gets its own ``POWERTOOLS_SERVICE_NAME``: Powertools configures a logger once
-per name and binds its handler to the ``sys.stdout`` of that moment, so a fresh name makes the function log to the
-stdout of the test that loaded it (which ``capsys`` captures).
+Framework functions (authorizer, lifecycle, descriptor, token refresher) are objects built from the app's
+declaration and a :class:`~connect_lambda.deployment.Deployment`; the app's route functions are the modules under
+``functions/`` (importable as ``functions.<name>.app``), whose resolver is pointed at the test's deployment with
+``app.use(...)``. The deployment reads its settings from the environment given, on first use, as in Lambda (so a
+misconfiguration fails the first request, closed). Each build gets its own ``POWERTOOLS_SERVICE_NAME``: Powertools
+configures a logger once per name and binds its handler to the ``sys.stdout`` of that moment, so a fresh name
+makes the function log to the stdout of the test that built it (which ``capsys`` captures).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import itertools
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
-from connect_lambda import deployment
+from connect_apigw.authorizer import Authorizer
+from connect_apigw.descriptor import DescriptorFunction
+from connect_apigw.lifecycle import LifecycleFunction
+from connect_apigw.refresher import TokenRefresherFunction
+from connect_app import app
+from connect_lambda.deployment import Deployment, settings_from_environment
 
 from tests.factories import APP_BASE_URL, APP_KEY
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
 _loads = itertools.count()
+FRAMEWORK: dict[str, Callable[[Deployment], Any]] = {
+    "authorizer": lambda deployment: Authorizer(app, deployment=deployment),
+    "lifecycle": lambda deployment: LifecycleFunction(app, deployment=deployment),
+    "descriptor": lambda deployment: DescriptorFunction(app, deployment=deployment),
+    "token_refresher": lambda deployment: TokenRefresherFunction(deployment=deployment),
+}
 
 
 def function_env(**overrides: str) -> dict[str, str]:
@@ -43,6 +51,8 @@ def function_env(**overrides: str) -> dict[str, str]:
         "INSTALL_KEYS_URL": "",
         "OAUTH_SERVER_URL": "",
         "TENANTS_TABLE": "tenants-not-created",
+        "IDEMPOTENCY_TABLE": "idempotency-not-created",
+        "APP_SETTINGS_TABLE": "settings-not-created",
         "SECRETS_KEY_ID": "alias/not-created",
         "POWERTOOLS_METRICS_NAMESPACE": "ConnectLambda",
         "POWERTOOLS_LOG_LEVEL": "INFO",
@@ -53,37 +63,26 @@ def function_env(**overrides: str) -> dict[str, str]:
     return env
 
 
-def load_function(name: str, monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str] | None = None) -> ModuleType:
-    """Import ``functions/<name>/app.py`` under a unique module name, with ``env`` set (see the module docstring)."""
-    directory = FUNCTIONS / name
-    source = directory / "app.py"
-    if not source.is_file():
-        raise FileNotFoundError(source)
-    for key, value in (function_env() if env is None else env).items():
-        monkeypatch.setenv(key, value)
-    serial = next(_loads)
-    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", f"test-{name}-{serial}")
-    deployment.reset()
+def deployment_from(env: Mapping[str, str]) -> Deployment:
+    """A deployment whose settings are read from ``env`` on first use, with the app's tenant listeners."""
+    values = dict(env)
+    return Deployment(lambda: settings_from_environment(values), tenant_listeners=app.tenant_listeners)
 
-    local_names = {path.stem for path in directory.glob("*.py")} - {"app"}
-    shadowed = {mod: sys.modules.pop(mod) for mod in local_names if mod in sys.modules}
-    module_name = f"_lambda_{name}_app_{serial}"
-    spec = importlib.util.spec_from_file_location(module_name, source)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, str(directory))
-    sys.modules[module_name] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        sys.modules.pop(module_name, None)
-        raise
-    finally:
-        sys.path.remove(str(directory))
-        for mod in local_names:
-            sys.modules.pop(mod, None)
-        sys.modules.update(shadowed)
+
+def load_function(name: str, monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str] | None = None) -> Any:
+    """The handler object (framework functions) or module (the app's route functions) of ``functions/<name>``,
+    serving a deployment built from ``env``."""
+    if not (FUNCTIONS / name / "app.py").is_file():
+        raise FileNotFoundError(FUNCTIONS / name / "app.py")
+    values = dict(function_env() if env is None else env)
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", f"test-{name}-{next(_loads)}")
+    deployment = deployment_from(values)
+    if name in FRAMEWORK:
+        return FRAMEWORK[name](deployment)
+    module = importlib.import_module(f"functions.{name}.app")
+    module.app.use(deployment)
     return module
 
 

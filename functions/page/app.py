@@ -1,21 +1,20 @@
-"""Sample iframe page, ``GET /pages/hello``: the product loads it with ``?jwt=`` (verified by the authorizer).
+"""Sample iframe page ``hello-page`` (``GET /pages/hello``): the product loads it with ``?jwt=``.
 
-The page shows who is looking, and calls the app's own API from the browser with a context token
-(``AP.context.getToken()``), which the authorizer accepts only on routes declared for context tokens.
+The page shows who is looking and since when the app is installed (the app's own setting, written by the
+declaration's tenant listener), and calls the app's context API from the browser with ``AP.context.getToken()``.
 """
 
 from __future__ import annotations
 
+import datetime
 import html
-from typing import Any
 
-from aws_lambda_powertools.utilities.typing import LambdaContext
-from connect_apigw.observability import make_logger
-from connect_apigw.requests import caller_identity
-from connect_apigw.responses import answers_errors, html_response
-from connect_lambda import deployment
+from aws_lambda_powertools.event_handler import Response
+from connect_apigw.resolver import ConnectResolver
+from connect_apigw.responses import page_response
+from connect_lambda.app.caller import Caller
 
-logger = make_logger("connect-page")
+app = ConnectResolver(function="page")
 
 PAGE = """<!DOCTYPE html>
 <html lang="en">
@@ -26,8 +25,9 @@ PAGE = """<!DOCTYPE html>
 </head>
 <body>
   <h1>Hello from connect-lambda</h1>
-  <p>Tenant: <code id="tenant">{client_key}</code></p>
+  <p>Tenant: <code id="tenant">{client_key}</code> ({site})</p>
   <p>User: <code id="user">{account_id}</code></p>
+  <p>Installed: <span id="installed">{installed}</span></p>
   <button id="whoami" type="button">Who am I, according to the product?</button>
   <pre id="answer"></pre>
   <script>
@@ -42,34 +42,22 @@ PAGE = """<!DOCTYPE html>
 """
 
 
-def frame_ancestors() -> str:
-    """The pages may be framed only by the hosts tenants may install from."""
-    sources = []
-    for pattern in deployment.current().settings.allowed_tenant_hosts:
-        host = f"*.{pattern.host}" if pattern.wildcard else pattern.host
-        sources.append(f"https://{host}")
-        if pattern.allow_http:
-            sources.append(f"http://{host}:*")
-    return " ".join(sources)
-
-
-@answers_errors(logger, "page")
-def handle(event: dict[str, Any]) -> dict[str, Any]:
-    caller = caller_identity(event)
-    base_url = deployment.current().settings.app_base_url
-    body = PAGE.format(
-        client_key=html.escape(caller.client_key),
-        account_id=html.escape(caller.account_id or "anonymous"),
-        base_url=html.escape(base_url, quote=True),
+@app.handles("hello-page")
+def hello(caller: Caller) -> Response[str]:
+    installed_at = caller.settings.get("installed-at")
+    installed = (
+        datetime.datetime.fromtimestamp(installed_at, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+        if isinstance(installed_at, int)
+        else "unknown"
     )
-    headers = {
-        "Content-Security-Policy": f"frame-ancestors {frame_ancestors()}",
-        "Referrer-Policy": "no-referrer",
-        "X-Content-Type-Options": "nosniff",
-    }
-    return html_response(200, body, headers)
+    body = PAGE.format(
+        client_key=html.escape(caller.tenant.client_key),
+        site=html.escape(caller.tenant.link_url),
+        account_id=html.escape(caller.account_id or "anonymous"),
+        installed=html.escape(installed),
+        base_url=html.escape(app.deployment.settings.app_base_url, quote=True),
+    )
+    return page_response(caller, body)
 
 
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle(event)
+handler = app.lambda_handler

@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import time_machine
 from botocore.stub import Stubber
-from connect_lambda import deployment
 from connect_lambda.stores.tenants import TenantStore
 
 from tests.aws import AwsWorld
@@ -106,11 +105,9 @@ def test_a_context_token_is_allowed_on_the_context_route(authorizer, secret):
     assert decision["context"]["tokenKind"] == "context"
 
 
-def test_a_webhook_with_a_path_parameter_is_allowed(authorizer, secret):
+def test_a_webhook_without_a_user_is_allowed_with_an_empty_account(authorizer, secret):
     token = tenant_token(secret, "POST&/webhooks/jira-issue-created&", now=now(), sub=MISSING)
-    event = request("POST", "/webhooks/jira-issue-created", token, route_key="POST /webhooks/{event}")
-    assert event["pathParameters"] == {"event": "jira-issue-created"}
-    decision = authorizer.authorize(event)
+    decision = authorizer.authorize(request("POST", "/webhooks/jira-issue-created", token))
     assert decision["isAuthorized"] is True
     assert decision["context"]["accountId"] == ""
 
@@ -358,7 +355,7 @@ def test_a_warm_authorizer_denies_an_uninstalled_tenant_once_its_cache_expires(w
     ],
 )
 def test_an_aws_failure_looking_up_the_tenant_denies(authorizer, secret, service, operation, code):
-    store: TenantStore = deployment.current().tenants
+    store: TenantStore = authorizer.deployment.tenants
     token = tenant_token(secret, "GET&/pages/hello&", now=now())
     with Stubber(getattr(store, service)) as stubber:
         stubber.add_client_error(operation, service_error_code=code, http_status_code=FAILURES[code])
@@ -378,7 +375,7 @@ def test_an_unexpected_error_denies_and_does_not_raise(authorizer, secret, monke
     def broken(*_args, **_kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(deployment.current().tenants, "get", broken)
+    monkeypatch.setattr(authorizer.deployment.tenants, "get", broken)
     token = tenant_token(secret, "GET&/pages/hello&", now=now())
     assert authorizer.authorize(request(*PAGE, token)) == DENY
 

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
-from connect_lambda import deployment
 from connect_lambda.tenancy.tenant import TenantState
 
 from tests.events import http_event
@@ -415,7 +414,7 @@ def test_a_disallowed_host_is_refused_before_any_key_is_fetched(world, lifecycle
 
 @pytest.mark.parametrize("code", ["ThrottlingException", "AccessDeniedException", "KMSInternalException"])
 def test_kms_failure_during_install_is_503_and_stores_nothing(world, lifecycle, code):
-    store = deployment.current().tenants
+    store = lifecycle.deployment.tenants
     with Stubber(store.kms) as stubber:
         stubber.add_client_error("encrypt", service_error_code=code, http_status_code=FAILURES[code])
         response = lifecycle.handle(signed_lifecycle_event(_body()))
@@ -425,7 +424,7 @@ def test_kms_failure_during_install_is_503_and_stores_nothing(world, lifecycle, 
 
 @pytest.mark.parametrize("code", ["ProvisionedThroughputExceededException", "AccessDeniedException"])
 def test_dynamodb_failure_during_install_is_503_and_stores_nothing(world, lifecycle, code):
-    store = deployment.current().tenants
+    store = lifecycle.deployment.tenants
     with Stubber(store.dynamodb) as stubber:
         stubber.add_client_error("update_item", service_error_code=code, http_status_code=FAILURES[code])
         response = lifecycle.handle(signed_lifecycle_event(_body()))
@@ -443,7 +442,7 @@ def test_unreachable_aws_endpoint_during_install_is_503_and_stores_nothing(world
 def test_dynamodb_failure_during_uninstall_is_503_and_the_tenant_stays(world, lifecycle):
     install(lifecycle)
     before = world.items()
-    store = deployment.current().tenants
+    store = lifecycle.deployment.tenants
     with Stubber(store.dynamodb) as stubber:
         stubber.add_client_error("update_item", service_error_code="ThrottlingException", http_status_code=400)
         response = lifecycle.handle(signed_lifecycle_event(lifecycle_body("uninstalled"), "uninstalled"))

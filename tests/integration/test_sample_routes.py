@@ -12,7 +12,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from connect_lambda import deployment
 from connect_lambda.product.oauth import TokenExchange
 from connect_lambda.stores.user_tokens import UserTokenCache
 from connect_lambda.tenancy.tenant import Tenant, TenantState
@@ -69,12 +68,12 @@ def installed(world: AwsWorld, oauth: FakeAuthorizationServer, product: FakeProd
     return secret
 
 
-def caller(account_id: str | None = ALICE, client_key: str = CLIENT_KEY) -> dict[str, Any]:
-    """The authorizer's context for a verified context token."""
+def caller(account_id: str | None = ALICE, client_key: str = CLIENT_KEY, kind: str = "context") -> dict[str, Any]:
+    """The authorizer's context for a verified context token (or ``kind`` of token)."""
     return {
         "clientKey": client_key,
         "accountId": account_id or "",
-        "tokenKind": "context",
+        "tokenKind": kind,
         "issuedAt": int(time.time()),
     }
 
@@ -177,13 +176,14 @@ def test_context_api_without_authorizer_context_is_a_401(context_api, oauth):
 
 
 def test_context_api_product_request_times_out_before_the_function_does(context_api):
+    function = context_api
     # a hung product must end in the library's own typed answer (503 with Retry-After, a logged reason), not in
     # Lambda killing the function at its timeout: connect + read timeout of the product call must fit inside it
     template = load_template()
     function_timeout = template["Resources"]["ContextApiFunction"]["Properties"].get(
         "Timeout", template["Globals"]["Function"]["Timeout"]
     )
-    session = deployment.current().product.session
+    session = function.app.deployment.product.session
     timeouts: list[Any] = []
     original = session.send
 
@@ -227,9 +227,10 @@ def test_context_api_logs_carry_neither_the_access_token_nor_the_assertion(
 
 
 @pytest.fixture
-def webhook(load: Callable[..., ModuleType], world: AwsWorld) -> tuple[ModuleType, list[dict[str, Any]], str]:
-    table = create_table_from_template(world.dynamodb, "IdempotencyTable", world.key_arn)
-    function = load("webhook", IDEMPOTENCY_TABLE=table)
+def webhook(
+    load: Callable[..., ModuleType], world: AwsWorld, monkeypatch: pytest.MonkeyPatch
+) -> tuple[ModuleType, list[dict[str, Any]], str]:
+    function = load("webhook")
     runs: list[dict[str, Any]] = []
     original = function.process
 
@@ -238,8 +239,8 @@ def webhook(load: Callable[..., ModuleType], world: AwsWorld) -> tuple[ModuleTyp
         runs.append(delivery)
         return original(delivery)
 
-    function.process = counted  # the idempotent wrapper is built on first use, around this
-    return function, runs, table
+    monkeypatch.setattr(function, "process", counted)  # the handler looks `process` up on every delivery
+    return function, runs, world.idempotency_table
 
 
 def delivery(
@@ -252,8 +253,7 @@ def delivery(
     headers = {} if webhook_id is None else {"X-Atlassian-Webhook-Identifier": webhook_id}
     return http_event(
         "POST",
-        "/webhooks/issue-created",
-        route_key="POST /webhooks/{event}",
+        "/webhooks/jira-issue-created",
         headers=headers,
         body={"webhookEvent": "jira:issue_created", "issue": {"key": "ABC-1"}} if body is None else body,
         content_type=content_type,
@@ -324,20 +324,33 @@ def test_webhook_with_another_media_type_is_refused_and_not_processed(webhook):
     assert runs == []
 
 
-def test_webhook_on_an_unknown_event_route_is_a_400(webhook):
+def test_a_path_no_route_declares_is_a_404_and_not_processed(webhook):
     function, runs, _ = webhook
     event = delivery()
-    event["pathParameters"] = {"event": "../../etc"}
-    assert function.handler(event, CONTEXT)["statusCode"] == 400
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/webhooks/../../etc"
+    event["routeKey"] = "POST /webhooks/{event}"
+    assert function.handler(event, CONTEXT)["statusCode"] == 404
     assert runs == []
 
 
 # --- the page ----------------------------------------------------------------------------------------------------
 
 
-def test_page_escapes_the_client_key_and_account_id_and_may_be_framed_only_by_tenant_hosts(load):
-    page = load("page")
+def install_directly(world: AwsWorld, client_key: str, display_url: str | None = None) -> None:
+    tenant = Tenant(
+        client_key=client_key,
+        state=TenantState.INSTALLED,
+        base_url="https://acme.atlassian.net",
+        shared_secret=new_secret().encode(),
+        display_url=display_url,
+    )
+    world.store().save_installed(tenant, issued_at=time.time())
+
+
+def test_page_escapes_the_client_key_and_account_id_and_may_be_framed_only_by_its_tenant(load, world):
     hostile_key, hostile_account = "<script>alert(1)</script>", '"><img src=x onerror=alert(2)>'
+    install_directly(world, hostile_key)
+    page = load("page")
     event = http_event(
         "GET",
         "/pages/hello",
@@ -353,15 +366,28 @@ def test_page_escapes_the_client_key_and_account_id_and_may_be_framed_only_by_te
     assert "&quot;&gt;&lt;img src=x onerror=alert(2)&gt;" in html
     headers = response["headers"]
     assert headers["Content-Type"].startswith("text/html")
-    assert headers["Content-Security-Policy"] == "frame-ancestors https://*.atlassian.net https://*.jira.com"
+    assert headers["Content-Security-Policy"] == "frame-ancestors https://acme.atlassian.net"
     assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
 
 
-def test_page_frame_ancestors_follow_allowed_tenant_hosts(load):
-    page = load("page", ALLOWED_TENANT_HOSTS="*.atlassian.net,http://localhost")
-    event = http_event("GET", "/pages/hello", authorizer_context=caller())
-    csp = page.handler(event, CONTEXT)["headers"]["Content-Security-Policy"]
-    assert csp == "frame-ancestors https://*.atlassian.net https://localhost http://localhost:*"
+def test_page_frame_ancestors_name_the_tenants_site_and_its_custom_domain_only(load, world):
+    install_directly(world, CLIENT_KEY, display_url="https://jira.acme.example")
+    event = http_event("GET", "/pages/hello", authorizer_context=caller(kind="qsh"))
+    csp = load("page").handler(event, CONTEXT)["headers"]["Content-Security-Policy"]
+    assert csp == "frame-ancestors https://acme.atlassian.net https://jira.acme.example"
+
+
+def test_page_shows_when_the_tenant_installed_the_app_from_its_settings(load, world):
+    install_directly(world, CLIENT_KEY)
+    world.settings_store().for_tenant(CLIENT_KEY).put("installed-at", 1_750_000_000)
+    event = http_event("GET", "/pages/hello", authorizer_context=caller(kind="qsh"))
+    assert "2025-06-15 15:06 UTC" in load("page").handler(event, CONTEXT)["body"]
+
+
+def test_page_for_an_uninstalled_tenant_is_a_401(load, world):
+    event = http_event("GET", "/pages/hello", authorizer_context=caller(kind="qsh"))
+    assert load("page").handler(event, CONTEXT)["statusCode"] == 401
 
 
 def test_page_without_authorizer_context_is_a_401(load):

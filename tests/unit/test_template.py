@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from cfnlint.decode.cfn_yaml import loads as cfn_loads
+from connect_app import app
 from connect_lambda import deployment
 from connect_lambda.protocol.descriptor import LIFECYCLE_PATHS
 from connect_lambda.stores.tenants import BASE_URL_INDEX, INSTALLED_INDEX, PROJECTED_ATTRIBUTES
@@ -136,7 +137,7 @@ def test_the_test_environment_covers_every_variable_the_template_gives_the_funct
 
 def test_every_function_uses_the_layer_and_the_architecture_parameter(template):
     globals_ = template["Globals"]["Function"]
-    assert globals_["Layers"] == [{"Ref": "ConnectLayer"}]
+    assert globals_["Layers"] == [{"Ref": "ConnectLayer"}, {"Ref": "AppLayer"}]
     assert globals_["Architectures"] == [{"Ref": "Architecture"}]
     for name, resource in functions(template).items():
         assert "Layers" not in resource["Properties"], name
@@ -148,10 +149,8 @@ def test_every_function_uses_the_layer_and_the_architecture_parameter(template):
 
 @pytest.fixture(scope="module")
 def authorizer_routes() -> dict[str, Any]:
-    with pytest.MonkeyPatch.context() as patch:
-        module = load_function("authorizer", patch)
-    deployment.reset()
-    return module.ROUTES
+    """What the authorizer enforces: the policy derived from the app's declaration."""
+    return dict(app.policy())
 
 
 def test_routes_behind_the_authorizer_are_exactly_the_authorizer_route_table(template, authorizer_routes):
@@ -174,7 +173,7 @@ def test_the_lifecycle_function_serves_exactly_its_route_table(template, monkeyp
     lifecycle = load_function("lifecycle", monkeypatch)
     deployment.reset()
     declared = {route for name, route, _ in http_routes(template) if name == "LifecycleFunction"}
-    assert declared == set(lifecycle.ROUTES)
+    assert declared == set(lifecycle._routes)
     assert declared == {f"POST {path}" for path in LIFECYCLE_PATHS.values()}
 
 
@@ -183,12 +182,10 @@ def _matches(route_path: str, url_path: str) -> bool:
     return re.match(pattern, url_path) is not None
 
 
-def test_every_descriptor_module_url_is_an_authorized_route(template, monkeypatch):
-    descriptor = load_function("descriptor", monkeypatch)
-    deployment.reset()
+def test_every_descriptor_module_url_is_an_authorized_route(template):
     authorized = [route.split(" ", 1) for _, route, behind in http_routes(template) if behind]
     expected_method = {"webhooks": "POST", "generalPages": "GET"}
-    for kind, modules in descriptor.MODULES.items():
+    for kind, modules in app.descriptor_modules().items():
         for module in modules:
             path = module["url"].split("?", 1)[0]
             method = expected_method.get(kind, "GET")
@@ -227,15 +224,22 @@ def test_the_authorizer_may_only_read_tenants_and_decrypt_secrets(template):
     }
 
 
-def test_the_lifecycle_function_may_only_read_update_query_the_index_encrypt_and_keep_token_receipts(template):
+def test_the_lifecycle_function_may_only_write_tenants_keep_token_receipts_and_the_app_settings(template):
     found = grants(template["Resources"]["LifecycleFunction"])
     index = res({"Fn::Sub": "${TenantsTable.Arn}/index/" + BASE_URL_INDEX})
     receipts = res({"Fn::GetAtt": ["IdempotencyTable", "Arn"]})
+    settings = res({"Fn::GetAtt": ["AppSettingsTable", "Arn"]})
     assert found == {
         ("dynamodb:GetItem", res(TABLE_ARN), None),
         ("dynamodb:UpdateItem", res(TABLE_ARN), None),
         ("dynamodb:Query", index, None),
         ("kms:Encrypt", res(KEY_ARN), None),
+        # the retention of an uninstalled tenant's app settings, and the app's tenant listeners
+        ("kms:Decrypt", res(KEY_ARN), None),
+        ("dynamodb:GetItem", settings, None),
+        ("dynamodb:PutItem", settings, None),
+        ("dynamodb:UpdateItem", settings, None),
+        ("dynamodb:Query", settings, None),
         ("dynamodb:GetItem", receipts, None),
         ("dynamodb:PutItem", receipts, None),
         ("dynamodb:UpdateItem", receipts, None),

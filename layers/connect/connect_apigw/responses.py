@@ -13,6 +13,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.event_handler import Response
+from connect_lambda.app.caller import Caller
 from connect_lambda.errors import (
     AuthenticationError,
     ConfigurationError,
@@ -27,6 +29,8 @@ from connect_lambda.errors import (
     UnsupportedMediaTypeError,
     UpstreamError,
 )
+from connect_lambda.protocol.urls import origin_of
+from connect_lambda.tenancy.tenant import Tenant
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
@@ -88,6 +92,30 @@ def error_response(exc: BaseException) -> dict[str, Any]:
     reason = exc.reason.value if isinstance(exc, ConnectError) else "bad_request"
     message = exc.args[0] if isinstance(exc, ConnectError) and exc.args else reason
     return json_response(status, {"error": reason, "message": message})
+
+
+def frame_ancestors(tenant: Tenant) -> str:
+    """The origins allowed to frame a page: the tenant's site (and its custom domain), nothing else."""
+    origins = []
+    for url in (tenant.base_url, tenant.display_url):
+        if url:
+            origin = origin_of(url)
+            default = 443 if origin.scheme == "https" else 80
+            origins.append(f"{origin.scheme}://{origin.host}" + ("" if origin.port == default else f":{origin.port}"))
+    return " ".join(dict.fromkeys(origins))
+
+
+def page_response(caller: Caller, html: str, *, status: int = 200) -> Response[str]:
+    """An iframe page for the caller's tenant, with the headers every Connect page needs: only the tenant may
+    frame it, the browser may not sniff its type, and no referrer (which would carry the ``?jwt=``) leaves it."""
+    headers = {
+        "Content-Type": "text/html; charset=utf-8",
+        "Cache-Control": "no-store",
+        "Content-Security-Policy": f"frame-ancestors {frame_ancestors(caller.tenant)}",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+    }
+    return Response(status_code=status, headers=headers, body=html)
 
 
 Handler = TypeVar("Handler", bound=Callable[..., dict[str, Any]])

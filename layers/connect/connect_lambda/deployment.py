@@ -32,10 +32,13 @@ if TYPE_CHECKING:
     from connect_lambda.product.client import ProductClient
     from connect_lambda.protocol.install_token import SignedInstallVerifier
     from connect_lambda.protocol.tenant_token import TenantTokenVerifier
+    from connect_lambda.stores.deliveries import Deliveries
     from connect_lambda.stores.receipts import LifecycleReceipts
+    from connect_lambda.stores.settings import SettingsStore
     from connect_lambda.stores.tenants import TenantStore
     from connect_lambda.stores.user_tokens import UserTokenCache
-    from connect_lambda.tenancy.lifecycle import LifecycleService, TenantListener
+    from connect_lambda.tenancy.events import TenantListener
+    from connect_lambda.tenancy.lifecycle import LifecycleService
 
 # Each builder imports what it builds: a function imports only the parts of the library its requests use.
 # ruff: noqa: PLC0415
@@ -175,6 +178,18 @@ class Deployment:
         return receipts
 
     @property
+    def deliveries(self) -> Deliveries:
+        """Each delivery (webhook, Forge event or trigger) processed once, on the idempotency table."""
+
+        def build() -> Deliveries:
+            from connect_lambda.stores.deliveries import Deliveries
+
+            return Deliveries(table_name=self.settings.resource("idempotency_table"), dynamodb=self._aws()["dynamodb"])
+
+        deliveries: Deliveries = self._once("deliveries", build)
+        return deliveries
+
+    @property
     def lifecycle(self) -> LifecycleService:
         def build() -> LifecycleService:
             from connect_lambda.tenancy.lifecycle import LifecycleService
@@ -186,6 +201,7 @@ class Deployment:
                 install_verifier=lambda: self.install_verifier,
                 tenants=self.tenants,
                 receipts=lambda: self.receipts,
+                settings_store=(lambda: self.settings_store) if config.has("app_settings_table") else None,
                 listeners=self._tenant_listeners,
                 clock=self.clock,
             )
@@ -211,6 +227,23 @@ class Deployment:
 
         cache: UserTokenCache = self._once("user_tokens", build)
         return cache
+
+    @property
+    def settings_store(self) -> SettingsStore:
+        def build() -> SettingsStore:
+            from connect_lambda.stores.settings import SettingsStore
+
+            config = self.settings
+            return SettingsStore(
+                table_name=config.resource("app_settings_table"),
+                key_id=config.resource("secrets_key_id"),
+                app_key=config.app_key,
+                clock=self.clock,
+                **self._aws(),
+            )
+
+        store: SettingsStore = self._once("settings_store", build)
+        return store
 
     @property
     def product(self) -> ProductClient:

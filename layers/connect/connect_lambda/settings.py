@@ -82,6 +82,7 @@ _RESOURCES = {
     "tenants_table": "TENANTS_TABLE",
     "token_cache_table": "TOKEN_CACHE_TABLE",
     "idempotency_table": "IDEMPOTENCY_TABLE",
+    "app_settings_table": "APP_SETTINGS_TABLE",
     "secrets_key_id": "SECRETS_KEY_ID",
 }
 
@@ -104,6 +105,7 @@ class Settings:
     tenants_table: str | None = None
     token_cache_table: str | None = None
     idempotency_table: str | None = None
+    app_settings_table: str | None = None
     secrets_key_id: str | None = None
 
     def __post_init__(self) -> None:

@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from enum import StrEnum
 
-from urllib3.util import parse_url
-
 from connect_lambda.errors import ConfigurationError
 
 DEFAULT_ALLOWED_TENANT_HOSTS = "*.atlassian.net,*.jira.com"
@@ -34,6 +32,8 @@ _ENVIRONMENT_SUFFIXES: tuple[tuple[str, AtlassianEnvironment], ...] = (
 
 def environment_of(tenant_base_url: str) -> AtlassianEnvironment:
     """The Atlassian environment of a tenant; production unless the host says otherwise (as ACE decides)."""
+    from urllib3.util import parse_url  # noqa: PLC0415 - the authorizer imports this module and never calls this
+
     try:
         host = (parse_url(tenant_base_url).host or "").lower()
     except ValueError:  # LocationParseError; the URL was validated at install, this only picks an environment

@@ -9,20 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from connect_lambda.errors import InvalidPayloadError, Reason
 from connect_lambda.protocol.hosts import HostPattern
 from connect_lambda.protocol.urls import is_allowed, normalise_tenant_base_url
-from connect_lambda.tenancy.tenant import Tenant, TenantState
+from connect_lambda.tenancy.tenant import LifecycleEvent, Tenant, TenantState
 
-
-class LifecycleEvent(StrEnum):
-    INSTALLED = "installed"
-    UNINSTALLED = "uninstalled"
-    ENABLED = "enabled"
-    DISABLED = "disabled"
+__all__ = ["LifecycleEvent", "LifecycleMessage", "parse_lifecycle_payload"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,25 +24,14 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from connect_lambda.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    ConflictError,
-    DependencyUnavailableError,
-    Reason,
-)
+from connect_lambda.errors import AuthenticationError, ConfigurationError, DependencyUnavailableError, Reason
+from connect_lambda.stores.deliveries import DeliveryInProgressError
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
 _DISABLED_SWITCH = "POWERTOOLS_IDEMPOTENCY_DISABLED"
 KEY_PREFIX = "lifecycle-token"
-
-
-class DeliveryInProgressError(ConflictError):
-    """The same delivery is being applied right now by another invocation: retry it shortly (409)."""
-
-    default_reason = Reason.DELIVERY_IN_PROGRESS
 
 
 def _sha256(data: bytes) -> str:

@@ -20,47 +20,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from enum import StrEnum
+from dataclasses import replace
 from typing import Any, Protocol
 
-from connect_lambda.errors import AuthenticationError, InvalidPayloadError, Reason
+from connect_lambda.errors import AuthenticationError, ConnectError, InvalidPayloadError, Reason
 from connect_lambda.protocol.hosts import HostPattern
 from connect_lambda.protocol.install_token import SignedInstallVerifier
 from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecycleMessage, parse_lifecycle_payload
 from connect_lambda.protocol.request import RequestTarget
-from connect_lambda.stores.tenants import TenantStore, WriteOutcome
+from connect_lambda.stores.settings import SettingsStore
+from connect_lambda.stores.tenants import RETENTION_SECONDS, TenantStore, WriteOutcome
+from connect_lambda.tenancy.events import LifecycleOutcome, TenantEvent, TenantListener
 from connect_lambda.tenancy.tenant import Tenant
 
 logger = logging.getLogger(__name__)
-
-
-class LifecycleOutcome(StrEnum):
-    INSTALLED = "installed"  # a new tenant
-    REINSTALLED = "reinstalled"  # an existing tenant's record replaced (new secret, new payload)
-    UNINSTALLED = "uninstalled"
-    ENABLED = "enabled"
-    DISABLED = "disabled"
-    STALE = "stale"  # a newer event had already been applied: nothing changed
-    REPEATED = "repeated"  # an identical redelivery: answered as before, not applied again
-
-
-@dataclass(frozen=True, slots=True)
-class TenantEvent:
-    """What a lifecycle callback did, as the app's listeners receive it (the tenant without its secret)."""
-
-    event: LifecycleEvent
-    outcome: LifecycleOutcome
-    tenant: Tenant
-    previous_client_keys: tuple[str, ...] = ()
-    """Other tenants already known at the same ``baseUrl``: a site import or restore issued a new clientKey."""
-
-    @property
-    def changed(self) -> bool:
-        return self.outcome not in (LifecycleOutcome.STALE, LifecycleOutcome.REPEATED)
-
-
-TenantListener = Callable[[TenantEvent], None]
 
 
 class Receipts(Protocol):
@@ -83,6 +56,7 @@ class LifecycleService:
         install_verifier: Callable[[], SignedInstallVerifier],
         tenants: TenantStore,
         receipts: Callable[[], Receipts],
+        settings_store: Callable[[], SettingsStore] | None = None,
         listeners: Sequence[TenantListener] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -91,6 +65,7 @@ class LifecycleService:
         self._install_verifier = install_verifier
         self._tenants = tenants
         self._receipts = receipts
+        self._settings_store = settings_store
         self._listeners = tuple(listeners)
         self._clock = clock
 
@@ -176,10 +151,27 @@ class LifecycleService:
         answer, applied = self._receipts().once(token, raw_body, apply)
         outcome = LifecycleOutcome(answer["outcome"]) if applied else LifecycleOutcome.REPEATED
         previous = tuple(str(key) for key in answer.get("previous", ()))
-        tenant_event = TenantEvent(message.event, outcome, replace(message.tenant, shared_secret=None), previous)
+        settings = self._settings_store().for_tenant(message.tenant.client_key) if self._settings_store else None
+        tenant_event = TenantEvent(
+            message.event, outcome, replace(message.tenant, shared_secret=None), previous, settings
+        )
         if tenant_event.changed:
+            self._retain_app_data(tenant_event)
             self._notify(tenant_event)
         return tenant_event
+
+    def _retain_app_data(self, tenant_event: TenantEvent) -> None:
+        """The app's settings of an uninstalled tenant expire after the retention period; a reinstall keeps them."""
+        if self._settings_store is None:
+            return
+        client_key = tenant_event.tenant.client_key
+        try:
+            if tenant_event.outcome is LifecycleOutcome.UNINSTALLED:
+                self._settings_store().expire_tenant(client_key, after_seconds=RETENTION_SECONDS)
+            elif tenant_event.outcome is LifecycleOutcome.REINSTALLED:
+                self._settings_store().keep_tenant(client_key)
+        except ConnectError as exc:  # committed already; the next uninstall or reinstall sets it right
+            logger.warning("could not update the retention of the app's settings", extra={"reason": exc.reason.value})
 
     def _notify(self, tenant_event: TenantEvent) -> None:
         for listener in self._listeners:

@@ -11,6 +11,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 
+class LifecycleEvent(StrEnum):
+    INSTALLED = "installed"
+    UNINSTALLED = "uninstalled"
+    ENABLED = "enabled"
+    DISABLED = "disabled"
+
+
 class TenantState(StrEnum):
     INSTALLED = "installed"
     ENABLED = "enabled"
