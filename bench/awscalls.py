@@ -11,10 +11,10 @@ from collections import Counter
 from typing import Any
 
 import boto3
+from connect_lambda.testing.aws import REGION, AwsWorld
 
 from bench.common import Options, Row, SectionResult, quiet_stdout, verdict
 from bench.world import CONTEXT, BenchTenant, authorizer, forged, install, moto, page_request
-from tests.aws import REGION, AwsWorld
 
 KEY = "aws"
 TITLE = "3. AWS calls"

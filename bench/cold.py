@@ -12,6 +12,8 @@ import json
 import random
 import subprocess
 
+from connect_lambda.testing.functions import function_env
+
 from bench.common import INFO, PYTHON, Options, Row, SectionResult, median, ms, python_env, ratio, verdict
 from bench.functions import (
     BASELINE_CODE,
@@ -23,7 +25,6 @@ from bench.functions import (
     unneeded_imports,
     walk,
 )
-from tests.lambdas import function_env
 
 KEY = "cold"
 TITLE = "2. Cold start"

@@ -102,7 +102,7 @@ def median(values: list[float]) -> float:
 
 def python_env(**extra: str) -> dict[str, str]:
     """The environment for a child Python: this one, with fake AWS credentials and nothing pointing at AWS."""
-    from tests.aws import AWS_ENV, AWS_ENV_REMOVED  # noqa: PLC0415
+    from connect_lambda.testing.aws import AWS_ENV, AWS_ENV_REMOVED  # noqa: PLC0415
 
     env = {k: v for k, v in os.environ.items() if k not in AWS_ENV_REMOVED and not k.startswith("PYTHON")}
     env.update(AWS_ENV)

@@ -11,9 +11,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+from connect_lambda.testing.aws import load_template
+
 from bench.common import INFO, LAYER, PYTHON, Options, Row, SectionResult, ratio, verdict
 from bench.functions import baseline_peak_kb, function_names, function_runs
-from tests.aws import load_template
 
 KEY = "size"
 TITLE = "6. Size and memory"

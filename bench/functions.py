@@ -128,13 +128,13 @@ def _forged(event: dict[str, Any]) -> dict[str, Any]:
 def local_world() -> Iterator[LocalWorld]:
     from dataclasses import dataclass as _dataclass  # noqa: PLC0415
 
+    from connect_lambda.testing.aws import atomic_item_writes, aws_environment  # noqa: PLC0415
     from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
     from devstack.aws import provision  # noqa: PLC0415
     from devstack.config import LOCAL_TENANT, LocalTenant  # noqa: PLC0415
     from devstack.events import build_events  # noqa: PLC0415
     from devstack.sim import Simulator, make_handler  # noqa: PLC0415
-    from tests.aws import atomic_item_writes, aws_environment  # noqa: PLC0415
 
     @_dataclass(frozen=True)
     class LoopbackTenant(LocalTenant):

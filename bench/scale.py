@@ -21,12 +21,11 @@ from connect_lambda.stores.refresher import RefreshPolicy, refresh_due_tokens
 from connect_lambda.stores.user_tokens import UserTokenCache, due_bucket, token_key
 from connect_lambda.tenancy.directory import InMemoryTenantDirectory
 from connect_lambda.tenancy.tenant import Tenant, TenantState
+from connect_lambda.testing.aws import REGION, AwsWorld, CallCounter, create_table_from_template, create_tenants_table
+from connect_lambda.testing.tokens import APP_KEY
 
 from bench.common import Options, Row, SectionResult, median, quiet_stdout, ratio, us, verdict
 from bench.world import CONTEXT, BenchTenant, PageRequest, authorizer, install, moto, page_request, set_table
-from tests.aws import REGION, AwsWorld, create_table_from_template, create_tenants_table
-from tests.factories import APP_KEY
-from tests.integration.test_user_token_cache import CallCounter
 
 KEY = "scale"
 TITLE = "5. Scale"
@@ -227,7 +226,7 @@ def refresher_run(world: AwsWorld, table: str, tenants: list[Tenant], due: int) 
     report = refresh_due_tokens(cache, InMemoryTenantDirectory(tenants), policy=policy)
     seconds = time.monotonic() - started
     return {
-        "queries": counter.calls["Query"],
+        "queries": counter.calls["dynamodb.Query"],
         "read": counter.items_returned["Query"],
         "scanned": counter.items_scanned["Query"],
         "refreshed": report.refreshed,

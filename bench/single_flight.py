@@ -12,18 +12,13 @@ from __future__ import annotations
 import os
 import time
 
+from connect_lambda.testing.atlassian.oauth import FakeAuthorizationServer
+from connect_lambda.testing.aws import moto_server
+from connect_lambda.testing.concurrency import TENANT_URL, Outcome, Setup, TenantSpec, run_in_processes
+from connect_lambda.testing.tokens import ALICE, BOB, CLIENT_KEY, OAUTH_CLIENT_ID, new_secret
+from connect_lambda.testing.user_tokens import TokenWorld as World
+
 from bench.common import Options, Row, SectionResult, verdict
-from tests.aws import moto_server
-from tests.factories import CLIENT_KEY, new_secret
-from tests.fakes.atlassian_oauth import FakeAuthorizationServer
-from tests.integration.test_token_cache_concurrency import (
-    TENANT_URL,
-    Outcome,
-    Setup,
-    TenantSpec,
-    run_in_processes,
-)
-from tests.integration.test_user_token_cache import ALICE, BOB, OAUTH_CLIENT_ID, World
 
 KEY = "tokens"
 TITLE = "4. Token-endpoint calls"

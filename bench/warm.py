@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import parse_qsl, quote
 
 import jwt
+from connect_lambda.testing.aws import AwsWorld
 
 from bench.common import (
     BENCH,
@@ -35,7 +36,6 @@ from bench.common import (
     verdict,
 )
 from bench.world import CONTEXT, BenchTenant, PageRequest, authorizer, install, moto, page_request
-from tests.aws import AwsWorld
 
 KEY = "warm"
 TITLE = "1. Warm authorization"

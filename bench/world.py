@@ -1,7 +1,8 @@
 """The authorizer as Lambda runs it, on moto, with tenants installed through the real TenantStore.
 
-Reuses the test kit: ``tests.aws`` (moto environment, KMS key, the tenants table from template.yaml),
-``tests.lambdas`` (loading ``functions/authorizer/app.py`` as Lambda does, with the template's environment) and
+Reuses the test kit: ``connect_lambda.testing.aws`` (moto environment, KMS key, the tenants table from
+template.yaml), ``connect_lambda.testing.functions`` (the authorizer built as Lambda builds it, with the template's
+environment) and
 ``devstack.events`` (HTTP API payload 2.0 REQUEST authorizer events). Tokens are signed with pyjwt here and
 their qsh computed by ``connect_lambda.protocol.qsh``; the Node side of section 1 recomputes the qsh with
 atlassian-jwt and would refuse every token if the two disagreed.
@@ -24,13 +25,13 @@ from connect_apigw.authorizer import Authorizer
 from connect_lambda.deployment import Deployment
 from connect_lambda.protocol.qsh import query_string_hash
 from connect_lambda.tenancy.tenant import Tenant, TenantState
+from connect_lambda.testing.aws import AwsWorld, aws_environment
+from connect_lambda.testing.functions import FakeLambdaContext, function_env, load_function
+from connect_lambda.testing.tokens import APP_KEY
 from moto import mock_aws
 
 from bench.common import quiet_stdout
 from devstack.events import authorizer_event
-from tests.aws import AwsWorld, aws_environment
-from tests.factories import APP_KEY
-from tests.lambdas import FakeLambdaContext, function_env, load_function
 
 PAGE_ROUTE = "GET /pages/hello"
 PAGE_PATH = "/pages/hello"

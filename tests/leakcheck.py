@@ -13,6 +13,7 @@ from collections.abc import Generator
 from typing import Any
 
 import pytest
+from connect_lambda.testing.credentials import on_mint
 
 _SECRETS: set[str] = set()
 _RECORDS: list[str] = []
@@ -34,6 +35,9 @@ class _RecordingHandler(logging.Handler):
         except Exception:  # a broken record must not break the test run
             _RECORDS.append(repr(vars(record)))
 
+
+# every credential the public test kit mints (tokens, secrets, assertions) is registered too
+on_mint(register_secret)
 
 _HANDLER = _RecordingHandler(level=logging.DEBUG)
 _original_call_handlers = logging.Logger.callHandlers

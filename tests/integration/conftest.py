@@ -9,13 +9,12 @@ from types import ModuleType
 import boto3
 import pytest
 from connect_lambda import deployment
+from connect_lambda.testing.atlassian.install_keys import FakeInstallKeysCdn
+from connect_lambda.testing.atlassian.oauth import FakeAuthorizationServer
+from connect_lambda.testing.aws import REGION, AwsWorld, aws_environment, create_secrets_key
+from connect_lambda.testing.functions import function_env, load_function
+from connect_lambda.testing.tokens import INSTALL_KID, FakeClock, public_pem, rsa_private_key
 from moto import mock_aws
-
-from tests.aws import REGION, AwsWorld, aws_environment, create_secrets_key
-from tests.factories import INSTALL_KID, FakeClock, public_pem, rsa_private_key
-from tests.fakes.atlassian_oauth import FakeAuthorizationServer
-from tests.fakes.install_keys_cdn import FakeInstallKeysCdn
-from tests.lambdas import function_env, load_function
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 

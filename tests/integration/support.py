@@ -19,10 +19,10 @@ from botocore.stub import Stubber
 from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
 from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecycleMessage, parse_lifecycle_payload
 from connect_lambda.tenancy.tenant import Tenant
-
-from tests.aws import REGION
-from tests.events import authorizer_event, behind_authorizer, http_event, jwt_header
-from tests.factories import (
+from connect_lambda.testing.atlassian.install_keys import refused_url
+from connect_lambda.testing.aws import REGION
+from connect_lambda.testing.events import authorizer_event, behind_authorizer, http_event, jwt_header
+from connect_lambda.testing.tokens import (
     APP_KEY,
     CLIENT_KEY,
     install_claims,
@@ -30,7 +30,6 @@ from tests.factories import (
     lifecycle_body,
     tenant_token,
 )
-from tests.fakes.install_keys_cdn import refused_url
 
 ALLOWED_HOSTS = parse_host_patterns(DEFAULT_ALLOWED_TENANT_HOSTS)
 OTHER_CLIENT_KEY = "0f4c7a52-93be-4d11-8a6e-5b2c9d0e7f13"

@@ -10,10 +10,11 @@ import pytest
 import time_machine
 from botocore.stub import Stubber
 from connect_lambda.stores.tenants import TenantStore
-
-from tests.aws import AwsWorld
-from tests.events import authorizer_event, jwt_header
-from tests.factories import (
+from connect_lambda.testing.atlassian.install_keys import refused_url
+from connect_lambda.testing.aws import AwsWorld
+from connect_lambda.testing.events import authorizer_event, jwt_header
+from connect_lambda.testing.functions import FakeLambdaContext
+from connect_lambda.testing.tokens import (
     CLIENT_KEY,
     MISSING,
     b64url,
@@ -25,9 +26,8 @@ from tests.factories import (
     tenant_claims,
     tenant_token,
 )
-from tests.fakes.install_keys_cdn import refused_url
+
 from tests.integration.support import FAILURES, logged_reasons, now, tenant
-from tests.lambdas import FakeLambdaContext
 
 DENY = {"isAuthorized": False}
 ACCOUNT_ID = "557058:f1e2d3c4-b5a6-4798-8a9b-0c1d2e3f4a5b"

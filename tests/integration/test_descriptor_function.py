@@ -8,11 +8,10 @@ import uuid
 
 import boto3
 import pytest
-
-from tests.aws import REGION
-from tests.events import http_event
-from tests.factories import APP_BASE_URL, APP_KEY
-from tests.lambdas import FakeLambdaContext
+from connect_lambda.testing.aws import REGION
+from connect_lambda.testing.events import http_event
+from connect_lambda.testing.functions import FakeLambdaContext
+from connect_lambda.testing.tokens import APP_BASE_URL, APP_KEY
 
 
 @pytest.fixture

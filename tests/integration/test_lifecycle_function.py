@@ -10,9 +10,10 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 from connect_lambda.tenancy.tenant import TenantState
-
-from tests.events import http_event
-from tests.factories import (
+from connect_lambda.testing.atlassian.install_keys import refused_url
+from connect_lambda.testing.events import http_event
+from connect_lambda.testing.functions import FakeLambdaContext
+from connect_lambda.testing.tokens import (
     CLIENT_KEY,
     MISSING,
     TENANT_BASE_URL,
@@ -24,7 +25,7 @@ from tests.factories import (
     rsa_private_key,
     tenant_token,
 )
-from tests.fakes.install_keys_cdn import refused_url
+
 from tests.integration.support import (
     FAILURES,
     OTHER_CLIENT_KEY,
@@ -33,7 +34,6 @@ from tests.integration.support import (
     signed_lifecycle_event,
     state_change,
 )
-from tests.lambdas import FakeLambdaContext
 
 MAX_ERROR_BODY = 300
 

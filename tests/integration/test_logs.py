@@ -10,9 +10,9 @@ import sys
 
 import pytest
 from connect_apigw.observability import REDACTED, RedactingFormatter, make_logger
-
-from tests.events import authorizer_event, behind_authorizer, http_event, jwt_header
-from tests.factories import (
+from connect_lambda.testing.events import authorizer_event, behind_authorizer, http_event, jwt_header
+from connect_lambda.testing.functions import FakeLambdaContext
+from connect_lambda.testing.tokens import (
     CLIENT_KEY,
     encode_token,
     install_claims,
@@ -21,8 +21,8 @@ from tests.factories import (
     new_secret,
     tenant_token,
 )
+
 from tests.integration.support import now, signed_lifecycle_event
-from tests.lambdas import FakeLambdaContext
 
 
 class RecordText(logging.Handler):

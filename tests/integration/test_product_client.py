@@ -21,12 +21,11 @@ from connect_lambda.product.client import (
 )
 from connect_lambda.tenancy.directory import InMemoryTenantDirectory
 from connect_lambda.tenancy.tenant import Tenant, TenantState
-
-from tests.factories import APP_KEY, CLIENT_KEY, new_secret
-from tests.fakes.atlassian_oauth import FakeAuthorizationServer
-from tests.fakes.atlassian_product import APP_ACCOUNT_ID, FakeProduct, redirect_answer, status_answer
-from tests.fakes.loopback import loopback_hosts
-from tests.integration.test_user_token_cache import ALICE, OAUTH_CLIENT_ID, World
+from connect_lambda.testing.atlassian.loopback import loopback_hosts
+from connect_lambda.testing.atlassian.oauth import FakeAuthorizationServer
+from connect_lambda.testing.atlassian.product import APP_ACCOUNT_ID, FakeProduct, redirect_answer, status_answer
+from connect_lambda.testing.tokens import ALICE, APP_KEY, CLIENT_KEY, OAUTH_CLIENT_ID, new_secret
+from connect_lambda.testing.user_tokens import TokenWorld as World
 
 
 @pytest.fixture

@@ -15,15 +15,13 @@ import pytest
 from connect_lambda.product.oauth import TokenExchange
 from connect_lambda.stores.user_tokens import UserTokenCache
 from connect_lambda.tenancy.tenant import Tenant, TenantState
-
-from tests.aws import AwsWorld, load_template
-from tests.events import http_event
-from tests.factories import APP_KEY, CLIENT_KEY, new_secret
-from tests.fakes.atlassian_oauth import INVALID_GRANT, SERVER_ERROR, FakeAuthorizationServer
-from tests.fakes.atlassian_product import FakeProduct, status_answer
-from tests.fakes.install_keys_cdn import loopback_session
-from tests.integration.test_user_token_cache import ALICE, BOB, OAUTH_CLIENT_ID, create_table_from_template
-from tests.lambdas import FakeLambdaContext
+from connect_lambda.testing.atlassian.install_keys import loopback_session
+from connect_lambda.testing.atlassian.oauth import INVALID_GRANT, SERVER_ERROR, FakeAuthorizationServer
+from connect_lambda.testing.atlassian.product import FakeProduct, status_answer
+from connect_lambda.testing.aws import AwsWorld, create_table_from_template, load_template
+from connect_lambda.testing.events import http_event
+from connect_lambda.testing.functions import FakeLambdaContext
+from connect_lambda.testing.tokens import ALICE, APP_KEY, BOB, CLIENT_KEY, OAUTH_CLIENT_ID, new_secret
 
 CONTEXT = FakeLambdaContext()
 # a refused webhook publishes no application metric; Powertools warns about the empty flush, which is expected here

@@ -18,10 +18,10 @@ from connect_lambda.stores.tenants import (
     event_order,
 )
 from connect_lambda.tenancy.tenant import TenantState
+from connect_lambda.testing.aws import AwsWorld, CallCounter, atomic_item_writes
+from connect_lambda.testing.events import authorizer_event, jwt_header
+from connect_lambda.testing.tokens import CLIENT_KEY, MISSING, NOW, TENANT_BASE_URL, FakeClock, tenant_token
 
-from tests.aws import AwsWorld, CallCounter, atomic_item_writes
-from tests.events import authorizer_event, jwt_header
-from tests.factories import CLIENT_KEY, MISSING, NOW, TENANT_BASE_URL, FakeClock, tenant_token
 from tests.integration.support import OTHER_CLIENT_KEY, failing, now, tenant, unreachable_client
 
 T = NOW

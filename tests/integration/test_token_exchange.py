@@ -16,10 +16,8 @@ import requests
 from connect_lambda.errors import DependencyUnavailableError, Reason
 from connect_lambda.product.oauth import GRANT_TYPE, GrantRejectedError, TokenExchange, normalise_scopes
 from connect_lambda.tenancy.tenant import Tenant, TenantState
-from requests.adapters import HTTPAdapter
-
-from tests.factories import CLIENT_KEY, NOW, TENANT_BASE_URL, FakeClock, b64url, b64url_decode, new_secret
-from tests.fakes.atlassian_oauth import (
+from connect_lambda.testing.atlassian.install_keys import loopback_session, refused_url
+from connect_lambda.testing.atlassian.oauth import (
     ACCESS_DENIED,
     GARBAGE,
     INVALID_GRANT,
@@ -28,7 +26,9 @@ from tests.fakes.atlassian_oauth import (
     Answer,
     FakeAuthorizationServer,
 )
-from tests.fakes.install_keys_cdn import loopback_session, refused_url
+from connect_lambda.testing.tokens import CLIENT_KEY, NOW, TENANT_BASE_URL, FakeClock, b64url, b64url_decode, new_secret
+from requests.adapters import HTTPAdapter
+
 from tests.leakcheck import register_secret
 
 OAUTH_CLIENT_ID = "oauth-client-id-1234"

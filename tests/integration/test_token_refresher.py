@@ -15,10 +15,10 @@ from connect_lambda.stores.refresher import RefreshPolicy, RefreshReport, refres
 from connect_lambda.stores.user_tokens import BUCKET_SECONDS, UserTokenCache, due_bucket, token_key
 from connect_lambda.tenancy.directory import InMemoryTenantDirectory
 from connect_lambda.tenancy.tenant import Tenant
-
-from tests.factories import CLIENT_KEY, NOW, FakeClock
-from tests.fakes.atlassian_oauth import FakeAuthorizationServer
-from tests.integration.test_user_token_cache import CallCounter, World
+from connect_lambda.testing.atlassian.oauth import FakeAuthorizationServer
+from connect_lambda.testing.aws import CallCounter
+from connect_lambda.testing.tokens import CLIENT_KEY, NOW, FakeClock
+from connect_lambda.testing.user_tokens import TokenWorld as World
 
 TENANT_URL = "https://acme.atlassian.net"
 OTHER_URL = "https://other.atlassian.net"
@@ -150,7 +150,7 @@ def test_query_work_follows_the_due_tokens_not_the_table_size(moto_aws, oauth, c
         counter = CallCounter().watch(cache.dynamodb)
         report = refresh_due_tokens(cache, table_world.store(), clock=run_clock)
         assert report.refreshed == len(HOT)
-        return counter.calls["Query"], counter.items_returned["Query"], counter.items_scanned["Query"]
+        return counter.calls["dynamodb.Query"], counter.items_returned["Query"], counter.items_scanned["Query"]
 
     small, large = reads_for(10), reads_for(1000)
     assert small == large
@@ -167,7 +167,7 @@ def test_query_count_grows_with_the_window(world, oauth, clock, tenant):
         refresh_due_tokens(
             cache, world.store(), policy=RefreshPolicy(lookback_seconds=lookback, horizon_seconds=horizon), clock=clock
         )
-        return counter.calls["Query"]
+        return counter.calls["dynamodb.Query"]
 
     narrow, wide = queries_for(300, 300), queries_for(3600, 600)
     assert narrow <= 3

@@ -8,174 +8,27 @@ tenants table, the idempotency table, a KMS key); the other impersonation test m
 from __future__ import annotations
 
 import contextlib
-from collections import Counter
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from connect_lambda.errors import ConnectError
 from connect_lambda.product.client import ProductClient, ProductUnauthorizedError
-from connect_lambda.product.oauth import GrantRejectedError, TokenExchange
-from connect_lambda.stores.tenants import TenantStore
+from connect_lambda.product.oauth import GrantRejectedError
 from connect_lambda.stores.user_tokens import BUCKET_SECONDS, TTL_AFTER_EXPIRY_SECONDS, UserTokenCache, token_key
 from connect_lambda.tenancy.directory import InMemoryTenantDirectory
-from connect_lambda.tenancy.tenant import Tenant, TenantState
-
-from tests.aws import REGION, create_secrets_key, create_table_from_template
-from tests.factories import APP_KEY, CLIENT_KEY, NOW, FakeClock, new_secret
-from tests.fakes.atlassian_oauth import INVALID_GRANT, FakeAuthorizationServer
-from tests.fakes.atlassian_product import FakeProduct, status_answer
-from tests.fakes.install_keys_cdn import loopback_session
-from tests.fakes.loopback import loopback_hosts
-
-OAUTH_CLIENT_ID = "oauth-client-id-1234"
-ALICE = "557058:a11ce000-0000-4000-8000-00000000a11c"
-BOB = "557058:b0b00000-0000-4000-8000-000000000b0b"
-
+from connect_lambda.tenancy.tenant import Tenant
+from connect_lambda.testing.atlassian.install_keys import loopback_session
+from connect_lambda.testing.atlassian.loopback import loopback_hosts
+from connect_lambda.testing.atlassian.oauth import INVALID_GRANT, FakeAuthorizationServer
+from connect_lambda.testing.atlassian.product import FakeProduct, status_answer
+from connect_lambda.testing.aws import CallCounter
+from connect_lambda.testing.tokens import ALICE, APP_KEY, BOB, CLIENT_KEY, NOW, OAUTH_CLIENT_ID, FakeClock, new_secret
+from connect_lambda.testing.user_tokens import TokenWorld as World
+from connect_lambda.testing.user_tokens import simple_tenant
 
 # --- the AWS side, from template.yaml (shared with the other impersonation tests) -------------------------------
-
-
-@dataclass
-class CallCounter:
-    """AWS calls made through the watched clients, by operation (botocore ``before-call`` events)."""
-
-    calls: Counter[str] = field(default_factory=Counter)
-    items_returned: Counter[str] = field(default_factory=Counter)
-    items_scanned: Counter[str] = field(default_factory=Counter)
-
-    def watch(self, *clients: BaseClient) -> CallCounter:
-        for client in clients:
-            client.meta.events.register("before-call", self._before)
-            client.meta.events.register("after-call", self._after)
-        return self
-
-    def _before(self, event_name: str, **_: Any) -> None:
-        self.calls[event_name.rsplit(".", 1)[1]] += 1
-
-    def _after(self, event_name: str, parsed: dict[str, Any] | None = None, **_: Any) -> None:
-        if parsed and "Items" in parsed:
-            operation = event_name.rsplit(".", 1)[1]
-            self.items_returned[operation] += len(parsed["Items"])
-            self.items_scanned[operation] += int(parsed.get("ScannedCount", len(parsed["Items"])))
-
-    @property
-    def total(self) -> int:
-        return sum(self.calls.values())
-
-    def reset(self) -> None:
-        self.calls.clear()
-        self.items_returned.clear()
-        self.items_scanned.clear()
-
-
-@dataclass
-class World:
-    """A KMS key, the token cache table and the tenants table (and their clients) in moto."""
-
-    dynamodb: BaseClient
-    kms: BaseClient
-    key_arn: str
-    tokens_table: str
-    tenants_table: str
-
-    @classmethod
-    def create(cls, endpoint_url: str | None = None) -> World:
-        dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint_url)
-        kms = boto3.client("kms", region_name=REGION, endpoint_url=endpoint_url)
-        key_arn = create_secrets_key(kms)
-        return cls(
-            dynamodb=dynamodb,
-            kms=kms,
-            key_arn=key_arn,
-            tokens_table=create_table_from_template(dynamodb, "TokenCacheTable", key_arn),
-            tenants_table=create_table_from_template(dynamodb, "TenantsTable", key_arn),
-        )
-
-    def cache(
-        self,
-        oauth: FakeAuthorizationServer,
-        clock: Callable[[], float],
-        *,
-        dynamodb: Any = None,
-        kms: Any = None,
-        exchange: TokenExchange | None = None,
-        **kwargs: Any,
-    ) -> UserTokenCache:
-        """A fresh cache (a new container) with fresh clients, unless clients are given."""
-        kwargs.setdefault("wait_seconds", 2.0)
-        kwargs.setdefault("poll_seconds", 0.02)
-        return UserTokenCache(
-            table_name=self.tokens_table,
-            key_id=self.key_arn,
-            app_key=APP_KEY,
-            exchange=exchange or TokenExchange(server_override=oauth.base_url, session=loopback_session(), clock=clock),
-            dynamodb=dynamodb or self.fresh_client("dynamodb"),
-            kms=kms or self.fresh_client("kms"),
-            clock=clock,
-            **kwargs,
-        )
-
-    def fresh_client(self, service: str) -> BaseClient:
-        existing = self.dynamodb if service == "dynamodb" else self.kms
-        return boto3.client(service, region_name=REGION, endpoint_url=existing.meta.endpoint_url)
-
-    def store(self) -> TenantStore:
-        return TenantStore(
-            table_name=self.tenants_table, key_id=self.key_arn, app_key=APP_KEY, dynamodb=self.dynamodb, kms=self.kms
-        )
-
-    def install(
-        self,
-        oauth: FakeAuthorizationServer,
-        *,
-        base_url: str,
-        client_key: str = CLIENT_KEY,
-        oauth_client_id: str = OAUTH_CLIENT_ID,
-        issued_at: float = NOW,
-        secret: str | None = None,
-    ) -> Tenant:
-        """Install (or reinstall) a tenant through the tenant store; the fake authorization server learns its secret."""
-        secret = secret or new_secret()
-        installed = Tenant(
-            client_key=client_key,
-            state=TenantState.INSTALLED,
-            base_url=base_url,
-            shared_secret=secret.encode(),
-            product_type="jira",
-            oauth_client_id=oauth_client_id,
-        )
-        store = self.store()
-        store.save_installed(installed, issued_at=issued_at)
-        oauth.register_tenant(oauth_client_id, secret, base_url)
-        tenant = store.get(client_key, fresh=True)
-        assert tenant is not None
-        return tenant
-
-    def items(self) -> list[dict[str, Any]]:
-        return self.dynamodb.scan(TableName=self.tokens_table, ConsistentRead=True)["Items"]
-
-    def item(self, key: str) -> dict[str, Any] | None:
-        return self.dynamodb.get_item(
-            TableName=self.tokens_table, Key={"tokenKey": {"S": key}}, ConsistentRead=True
-        ).get("Item")
-
-
-def simple_tenant(
-    secret: str, base_url: str, *, client_key: str = CLIENT_KEY, generation: int = 1, **kw: Any
-) -> Tenant:
-    return Tenant(
-        client_key=client_key,
-        state=kw.pop("state", TenantState.INSTALLED),
-        shared_secret=secret.encode(),
-        base_url=base_url,
-        oauth_client_id=kw.pop("oauth_client_id", OAUTH_CLIENT_ID),
-        generation=generation,
-    )
 
 
 # --- fixtures -----------------------------------------------------------------------------------------------------
@@ -257,7 +110,7 @@ def test_memory_hit_records_use_at_most_once_a_minute(world, oauth, clock, tenan
     assert counter.total == 0
     clock.advance(20)
     cache.token_for(tenant, ALICE, ["READ"])
-    assert dict(counter.calls) == {"UpdateItem": 1}
+    assert dict(counter.calls) == {"dynamodb.UpdateItem": 1}
     assert world.items()[0]["lastUsedAt"]["N"] == str(NOW + 70)
 
 
@@ -271,11 +124,11 @@ def test_fresh_cache_instance_reads_the_table_with_one_get_item_and_one_decrypt_
     second = cache.token_for(tenant, ALICE, ["READ"])
     assert second.value == first.value
     assert oauth.request_count == 1
-    assert counter.calls["GetItem"] == 1
-    assert counter.calls["Decrypt"] == 1
+    assert counter.calls["dynamodb.GetItem"] == 1
+    assert counter.calls["kms.Decrypt"] == 1
     # besides the read, at most the use record that keeps the token on the refresher's list
-    assert set(counter.calls) <= {"GetItem", "Decrypt", "UpdateItem"}
-    assert counter.calls["UpdateItem"] <= 1
+    assert set(counter.calls) <= {"dynamodb.GetItem", "kms.Decrypt", "dynamodb.UpdateItem"}
+    assert counter.calls["dynamodb.UpdateItem"] <= 1
     assert "leaseOwner" not in world.items()[0]
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 from connect_lambda.errors import AuthenticationError, Reason
 from connect_lambda.protocol.extraction import MAX_TOKEN_LENGTH, Transport, extract_token
-
-from tests.factories import new_secret, tenant_token
+from connect_lambda.testing.tokens import new_secret, tenant_token
 
 
 @pytest.fixture

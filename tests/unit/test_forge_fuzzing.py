@@ -15,14 +15,9 @@ import pytest
 from connect_lambda.errors import AuthenticationError, ConnectError, ForgeKeysUnavailableError
 from connect_lambda.forge.invocation_token import MAX_TOKEN_LENGTH, InvocationTokenVerifier, bearer_token
 from connect_lambda.forge.keys import PRODUCTION_JWKS_URL, STAGING_JWKS_URL, ForgeKeySets, parse_key_set
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from tests.factories import NOW, FakeClock, b64url, b64url_decode
-from tests.fakes.forge_jwks import FakeForgeJwks
-from tests.fakes.install_keys_cdn import loopback_session
-from tests.forge_factories import (
+from connect_lambda.testing.atlassian.forge_jwks import FakeForgeJwks
+from connect_lambda.testing.atlassian.install_keys import loopback_session
+from connect_lambda.testing.forge import (
     APP_ARI,
     APP_UUID,
     INSTALLATION_ARI,
@@ -34,6 +29,10 @@ from tests.forge_factories import (
     jwk,
     jwks,
 )
+from connect_lambda.testing.tokens import NOW, FakeClock, b64url, b64url_decode
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FUZZ = settings(
     derandomize=True,

@@ -20,19 +20,9 @@ from connect_lambda.forge.invocation_token import (
     normalise_app_id,
 )
 from connect_lambda.forge.keys import ForgeKeySets
-
-from tests.factories import (
-    CLIENT_KEY,
-    MISSING,
-    NOW,
-    FakeClock,
-    b64url,
-    encode_token,
-    public_pem,
-)
-from tests.fakes.forge_jwks import JWKS_PATH, FakeForgeJwks
-from tests.fakes.install_keys_cdn import loopback_session
-from tests.forge_factories import (
+from connect_lambda.testing.atlassian.forge_jwks import JWKS_PATH, FakeForgeJwks
+from connect_lambda.testing.atlassian.install_keys import loopback_session
+from connect_lambda.testing.forge import (
     ACCOUNT_ID,
     API_BASE_URL,
     APP_ARI,
@@ -48,6 +38,15 @@ from tests.forge_factories import (
     forge_private_key,
     jwk,
     jwks,
+)
+from connect_lambda.testing.tokens import (
+    CLIENT_KEY,
+    MISSING,
+    NOW,
+    FakeClock,
+    b64url,
+    encode_token,
+    public_pem,
 )
 
 LEEWAY = 30

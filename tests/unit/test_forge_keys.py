@@ -21,14 +21,13 @@ from connect_lambda.forge.keys import (
     parse_key_set,
     validate_kid,
 )
+from connect_lambda.testing.atlassian.forge_jwks import JWKS_PATH, Answer, FakeForgeJwks
+from connect_lambda.testing.atlassian.install_keys import loopback_session, refused_url
+from connect_lambda.testing.forge import API_BASE_URL, KID, app_claims, forge_private_key, jwk, jwks
+from connect_lambda.testing.tokens import FakeClock, ec_private_key, rsa_private_key
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
-
-from tests.factories import FakeClock, ec_private_key, rsa_private_key
-from tests.fakes.forge_jwks import JWKS_PATH, Answer, FakeForgeJwks
-from tests.fakes.install_keys_cdn import loopback_session, refused_url
-from tests.forge_factories import API_BASE_URL, KID, app_claims, forge_private_key, jwk, jwks
 
 SHORT_TIMEOUT = 0.3  # seconds; only for the tests that prove a timeout and fetch nothing else
 HANG_TIMEOUTS = {"connect_timeout": 1.0, "read_timeout": 1.0}

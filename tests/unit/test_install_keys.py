@@ -11,11 +11,10 @@ from connect_lambda.errors import AuthenticationError, InstallKeyUnavailableErro
 from connect_lambda.protocol import install_keys
 from connect_lambda.protocol.hosts import AtlassianEnvironment
 from connect_lambda.protocol.install_keys import MAX_KEY_BYTES, InstallKeyProvider, validate_kid
+from connect_lambda.testing.atlassian.install_keys import Answer, FakeInstallKeysCdn, loopback_session, refused_url
+from connect_lambda.testing.tokens import TENANT_BASE_URL, FakeClock, ec_private_key, public_pem, rsa_private_key
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-
-from tests.factories import TENANT_BASE_URL, FakeClock, ec_private_key, public_pem, rsa_private_key
-from tests.fakes.install_keys_cdn import Answer, FakeInstallKeysCdn, loopback_session, refused_url
 
 KID = "install-key-2024-01"
 TIMEOUT = 0.2  # only for the tests that prove a timeout, against a CDN that provably hangs or never finishes

@@ -9,8 +9,8 @@ from connect_lambda.errors import InvalidPayloadError, Reason
 from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, parse_host_patterns
 from connect_lambda.protocol.lifecycle import LifecycleEvent, parse_lifecycle_payload
 from connect_lambda.tenancy.tenant import TenantState
+from connect_lambda.testing.tokens import APP_KEY, CLIENT_KEY, MISSING, lifecycle_body, new_secret
 
-from tests.factories import APP_KEY, CLIENT_KEY, MISSING, lifecycle_body, new_secret
 from tests.leakcheck import register_secret
 
 HOSTS = parse_host_patterns(DEFAULT_ALLOWED_TENANT_HOSTS)

@@ -17,8 +17,8 @@ from connect_lambda.protocol.qsh import query_string_hash_from_parts
 from connect_lambda.protocol.signing import AppSigner, product_url, user_assertion
 from connect_lambda.protocol.urls import OutboundUrlError
 from connect_lambda.protocol.urls import base_path as tenant_base_path
+from connect_lambda.testing.tokens import APP_KEY, CLIENT_KEY, NOW, TENANT_BASE_URL, b64url_decode, new_secret, qsh
 
-from tests.factories import APP_KEY, CLIENT_KEY, NOW, TENANT_BASE_URL, b64url_decode, new_secret, qsh
 from tests.leakcheck import register_secret
 
 AUTH_SERVER = "https://oauth-2-authorization-server.services.atlassian.com"

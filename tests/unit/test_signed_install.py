@@ -13,9 +13,8 @@ from connect_lambda.protocol.install_keys import MAX_KEY_BYTES, InstallKeyProvid
 from connect_lambda.protocol.install_token import SignedInstallVerifier
 from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecycleMessage, parse_lifecycle_payload
 from connect_lambda.protocol.tenant_token import RequestTarget
-from cryptography.hazmat.primitives import serialization
-
-from tests.factories import (
+from connect_lambda.testing.atlassian.install_keys import FakeInstallKeysCdn, loopback_session, refused_url
+from connect_lambda.testing.tokens import (
     APP_BASE_URL,
     APP_KEY,
     CLIENT_KEY,
@@ -33,8 +32,8 @@ from tests.factories import (
     public_pem,
     rsa_private_key,
 )
-from tests.factories import qsh as qsh_of
-from tests.fakes.install_keys_cdn import FakeInstallKeysCdn, loopback_session, refused_url
+from connect_lambda.testing.tokens import qsh as qsh_of
+from cryptography.hazmat.primitives import serialization
 
 INSTALLED = RequestTarget("POST", "/installed")
 UNINSTALLED = RequestTarget("POST", "/uninstalled")

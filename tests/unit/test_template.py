@@ -19,8 +19,7 @@ from connect_app import app
 from connect_lambda import deployment
 from connect_lambda.protocol.descriptor import LIFECYCLE_PATHS
 from connect_lambda.stores.tenants import BASE_URL_INDEX, INSTALLED_INDEX, PROJECTED_ATTRIBUTES
-
-from tests.lambdas import function_env, load_function
+from connect_lambda.testing.functions import function_env, load_function
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"

@@ -15,8 +15,7 @@ from connect_lambda.errors import (
 from connect_lambda.protocol.tenant_token import RequestTarget, TenantTokenVerifier, TokenKind
 from connect_lambda.tenancy.directory import InMemoryTenantDirectory
 from connect_lambda.tenancy.tenant import Tenant, TenantState
-
-from tests.factories import (
+from connect_lambda.testing.tokens import (
     CLIENT_KEY,
     MISSING,
     NOW,

@@ -22,11 +22,7 @@ from connect_lambda.protocol.lifecycle import LifecycleEvent, parse_lifecycle_pa
 from connect_lambda.protocol.tenant_token import RequestTarget, TenantTokenVerifier, TokenKind
 from connect_lambda.tenancy.directory import InMemoryTenantDirectory
 from connect_lambda.tenancy.tenant import Tenant, TenantState
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
-from tests.factories import (
+from connect_lambda.testing.tokens import (
     APP_BASE_URL,
     APP_KEY,
     CLIENT_KEY,
@@ -44,6 +40,9 @@ from tests.factories import (
     tenant_claims,
     tenant_token,
 )
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 FUZZ = settings(
     derandomize=True,

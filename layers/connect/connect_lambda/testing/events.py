@@ -182,6 +182,6 @@ def behind_authorizer(event: dict[str, Any], authorizer_result: Mapping[str, Any
     """``event`` as API Gateway forwards it after the authorizer allowed it with ``authorizer_result``."""
     if authorizer_result.get("isAuthorized") is not True:
         raise AssertionError("API Gateway would have answered 403 and never called the integration")
-    forwarded = json.loads(json.dumps(event))
+    forwarded: dict[str, Any] = json.loads(json.dumps(event))
     forwarded["requestContext"]["authorizer"] = {"lambda": dict(authorizer_result.get("context") or {})}
     return forwarded

@@ -31,8 +31,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import quote, unquote_plus
 
-from tests.fakes.atlassian_oauth import FakeAuthorizationServer
-from tests.fakes.loopback import LoopbackServer
+from connect_lambda.testing.atlassian.loopback import LoopbackServer
+from connect_lambda.testing.atlassian.oauth import FakeAuthorizationServer
 
 LEEWAY_SECONDS = 30
 APP_ACCOUNT_ID = "557058:app-user-of-the-connect-app"

@@ -2,7 +2,7 @@
 
 Claims follow the DOC-ESS table (FORGE.md §1.3): a 25 s token, ``iss`` ``forge/invocation-token``, ``aud`` the app
 ARI, an ``app`` object with the installation ARI and ``apiBaseUrl``. Every token is built with
-``tests.factories.encode_token``, so it is registered with the leak check.
+``connect_lambda.testing.tokens.encode_token``, so it is registered with the leak check.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from tests.factories import MISSING, NOW, encode_token, rsa_private_key
+from connect_lambda.testing.tokens import MISSING, NOW, encode_token, rsa_private_key
 
 APP_UUID = "2b0e4c7a-9d3f-4e61-8a5b-7c1d2e3f4a50"
 APP_ARI = f"ari:cloud:ecosystem::app/{APP_UUID}"

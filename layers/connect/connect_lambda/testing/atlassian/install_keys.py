@@ -17,7 +17,7 @@ from http.server import BaseHTTPRequestHandler
 
 import requests
 
-from tests.fakes.loopback import LoopbackServer
+from connect_lambda.testing.atlassian.loopback import LoopbackServer
 
 
 @dataclass(frozen=True, slots=True)

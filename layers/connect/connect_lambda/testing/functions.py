@@ -15,7 +15,6 @@ import importlib
 import itertools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,12 +23,11 @@ from connect_apigw.descriptor import DescriptorFunction
 from connect_apigw.lifecycle import LifecycleFunction
 from connect_apigw.refresher import TokenRefresherFunction
 from connect_app import app
+
 from connect_lambda.deployment import Deployment, settings_from_environment
+from connect_lambda.testing.aws import project_root
+from connect_lambda.testing.tokens import APP_BASE_URL, APP_KEY
 
-from tests.factories import APP_BASE_URL, APP_KEY
-
-ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ROOT / "functions"
 _loads = itertools.count()
 FRAMEWORK: dict[str, Callable[[Deployment], Any]] = {
     "authorizer": lambda deployment: Authorizer(app, deployment=deployment),
@@ -72,8 +70,9 @@ def deployment_from(env: Mapping[str, str]) -> Deployment:
 def load_function(name: str, monkeypatch: pytest.MonkeyPatch, env: Mapping[str, str] | None = None) -> Any:
     """The handler object (framework functions) or module (the app's route functions) of ``functions/<name>``,
     serving a deployment built from ``env``."""
-    if not (FUNCTIONS / name / "app.py").is_file():
-        raise FileNotFoundError(FUNCTIONS / name / "app.py")
+    source = project_root() / "functions" / name / "app.py"
+    if not source.is_file():
+        raise FileNotFoundError(source)
     values = dict(function_env() if env is None else env)
     for key, value in values.items():
         monkeypatch.setenv(key, value)

@@ -19,7 +19,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 
-from tests.leakcheck import register_secret
+from connect_lambda.testing.credentials import remember as register_secret
 
 NOW = 1_750_000_000
 """The frozen 'now' of the suite (seconds since the epoch); verifiers get ``clock=lambda: NOW``."""
@@ -29,6 +29,9 @@ APP_BASE_URL = "https://connect-app.example.com"
 CLIENT_KEY = "8d5b1f0e-2f6c-4a35-9c77-1f3a0d2b6e41"
 TENANT_BASE_URL = "https://acme.atlassian.net"
 INSTALL_KID = "install-key-2024-01"
+OAUTH_CLIENT_ID = "oauth-client-id-1234"
+ALICE = "557058:a11ce000-0000-4000-8000-00000000a11c"
+BOB = "557058:b0b00000-0000-4000-8000-000000000b0b"
 
 MISSING: Any = object()
 """Pass as a claim value to leave the claim out."""

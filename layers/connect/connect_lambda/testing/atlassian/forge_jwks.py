@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
-from tests.fakes.loopback import LoopbackServer
+from connect_lambda.testing.atlassian.loopback import LoopbackServer
 
 JWKS_PATH = "/.well-known/jwks.json"
 

@@ -34,8 +34,8 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
-from tests.fakes.loopback import LoopbackServer
-from tests.leakcheck import register_secret
+from connect_lambda.testing.atlassian.loopback import LoopbackServer
+from connect_lambda.testing.credentials import remember as register_secret
 
 GRANT_TYPE = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 CLIENT_ID_PREFIX = "urn:atlassian:connect:clientid:"

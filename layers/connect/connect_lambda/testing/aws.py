@@ -21,19 +21,32 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import cache, wraps
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
 import yaml
 from botocore.client import BaseClient
+
 from connect_lambda.stores.settings import SettingsStore
 from connect_lambda.stores.tenants import TenantStore
+from connect_lambda.testing.tokens import APP_KEY
 
-from tests.factories import APP_KEY
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_kms import KMSClient
 
-ROOT = Path(__file__).resolve().parent.parent
-TEMPLATE = ROOT / "template.yaml"
+
+def project_root(start: Path | None = None) -> Path:
+    """The project this code runs in: the nearest directory (from the working directory up) with a
+    template.yaml, so the kit works from an app's own checkout as from this one."""
+    here = (start or Path.cwd()).resolve()
+    for directory in (here, *here.parents):
+        if (directory / "template.yaml").is_file():
+            return directory
+    raise FileNotFoundError("no template.yaml in the working directory or above it")
+
+
 REGION = "us-east-1"
 
 # Everything that could point boto3 at a real account, a real endpoint or a profile is replaced or removed.
@@ -69,8 +82,10 @@ def _short_tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[st
         value: Any = loader.construct_scalar(node)
     elif isinstance(node, yaml.SequenceNode):
         value = loader.construct_sequence(node, deep=True)
+    elif isinstance(node, yaml.MappingNode):
+        value = loader.construct_mapping(node, deep=True)
     else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        raise yaml.constructor.ConstructorError(None, None, f"unexpected node for !{suffix}", node.start_mark)
     if suffix == "Ref":
         return {"Ref": value}
     if suffix == "GetAtt" and isinstance(value, str):
@@ -83,7 +98,9 @@ _CfnLoader.add_multi_constructor("!", _short_tag)
 
 @cache
 def _parsed_template() -> dict[str, Any]:
-    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    text = (project_root() / "template.yaml").read_text(encoding="utf-8")
+    parsed: dict[str, Any] = yaml.load(text, Loader=_CfnLoader)  # noqa: S506 - a SafeLoader subclass
+    return parsed
 
 
 def load_template() -> dict[str, Any]:
@@ -92,7 +109,7 @@ def load_template() -> dict[str, Any]:
 
 
 def tenants_table_properties() -> dict[str, Any]:
-    return load_template()["Resources"]["TenantsTable"]["Properties"]
+    return table_properties("TenantsTable")
 
 
 # --- environment and resources ----------------------------------------------------------------------------------
@@ -109,20 +126,21 @@ def aws_environment() -> Iterator[None]:
         yield
 
 
-def create_secrets_key(kms: BaseClient) -> str:
+def create_secrets_key(kms: KMSClient) -> str:
     """A symmetric customer-managed key like template.yaml's SecretsKey (rotation on); returns its ARN."""
     metadata = kms.create_key(Description="test secrets key", KeySpec="SYMMETRIC_DEFAULT", KeyUsage="ENCRYPT_DECRYPT")[
         "KeyMetadata"
     ]
     kms.enable_key_rotation(KeyId=metadata["KeyId"])
-    return metadata["Arn"]
+    return str(metadata["Arn"])
 
 
 def table_properties(logical_id: str) -> dict[str, Any]:
-    return load_template()["Resources"][logical_id]["Properties"]
+    properties: dict[str, Any] = load_template()["Resources"][logical_id]["Properties"]
+    return properties
 
 
-def create_table_from_template(dynamodb: BaseClient, logical_id: str, key_arn: str, name: str | None = None) -> str:
+def create_table_from_template(dynamodb: DynamoDBClient, logical_id: str, key_arn: str, name: str | None = None) -> str:
     """A table with the attributes, keys, indexes, billing, SSE, TTL and PITR that template.yaml declares."""
     props = table_properties(logical_id)
     name = name or f"{logical_id}-{uuid.uuid4().hex[:10]}"
@@ -154,7 +172,7 @@ def create_table_from_template(dynamodb: BaseClient, logical_id: str, key_arn: s
     return name
 
 
-def create_tenants_table(dynamodb: BaseClient, key_arn: str, name: str | None = None) -> str:
+def create_tenants_table(dynamodb: DynamoDBClient, key_arn: str, name: str | None = None) -> str:
     """The tenants table, from template.yaml's TenantsTable properties; returns its name."""
     return create_table_from_template(dynamodb, "TenantsTable", key_arn, name or f"tenants-{uuid.uuid4().hex[:12]}")
 
@@ -214,19 +232,29 @@ def moto_server() -> Iterator[str]:
 
 @dataclass
 class CallCounter:
-    """Counts API calls made through the given clients, by ``service.Operation`` (botocore ``before-call`` events)."""
+    """AWS calls made through the watched clients, by ``service.Operation`` (botocore ``before-call`` events), and
+    the items that Query and Scan answers returned and read (``after-call``)."""
 
     calls: Counter[str] = field(default_factory=Counter)
+    items_returned: Counter[str] = field(default_factory=Counter)
+    items_scanned: Counter[str] = field(default_factory=Counter)
 
     def watch(self, *clients: BaseClient) -> CallCounter:
         for client in clients:
-            client.meta.events.register("before-call", self._seen)
+            client.meta.events.register("before-call", self._before)
+            client.meta.events.register("after-call", self._after)
         return self
 
-    def _seen(self, event_name: str, **_: Any) -> None:
+    def _before(self, event_name: str, **_kwargs: Any) -> None:
         # event_name is "before-call.<service>.<Operation>"
-        _, service, operation = event_name.split(".", 2)
-        self.calls[f"{service}.{operation}"] += 1
+        _, service_name, operation = event_name.split(".", 2)
+        self.calls[f"{service_name}.{operation}"] += 1
+
+    def _after(self, event_name: str, parsed: dict[str, Any] | None = None, **_kwargs: Any) -> None:
+        if parsed and "Items" in parsed:
+            operation = event_name.rsplit(".", 1)[1]
+            self.items_returned[operation] += len(parsed["Items"])
+            self.items_scanned[operation] += int(parsed.get("ScannedCount", len(parsed["Items"])))
 
     @property
     def total(self) -> int:
@@ -234,6 +262,8 @@ class CallCounter:
 
     def reset(self) -> None:
         self.calls.clear()
+        self.items_returned.clear()
+        self.items_scanned.clear()
 
 
 # --- one test's AWS -----------------------------------------------------------------------------------------------
@@ -243,8 +273,8 @@ class CallCounter:
 class AwsWorld:
     """A fresh KMS key and tenants table in the running moto mock, and the clients that reach them."""
 
-    dynamodb: BaseClient
-    kms: BaseClient
+    dynamodb: DynamoDBClient
+    kms: KMSClient
     key_arn: str
     table: str
     idempotency_table: str

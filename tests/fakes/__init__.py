@@ -1,1 +1,0 @@
-"""In-process stand-ins for the services the library talks to (loopback servers, no network)."""
