@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed
 LOCAL_ENV := bash scripts/local-env.sh
 WITH_SAM := eval "$$($(LOCAL_ENV) env)" &&
 
-.PHONY: help venv lint unit docker-tests test run stop status events bench template
+.PHONY: help venv lint unit docker-tests test run stop status events bench template manifest
 help:
 	@echo "make run        start the local stack (sam local + moto + simulated Atlassian), play the protocol, leave it running"
 	@echo "make run ONCE=1 the same, then stop everything and exit with the scenario's result"
@@ -73,3 +73,8 @@ bench: venv
 # template.yaml's app functions, routes and IAM, regenerated from the app's declaration (layers/app/connect_app)
 template: venv
 	$(PY) -m connect_lambda.app.template
+
+# the Forge manifest.yml of a deployment: make manifest BASE_URL=https://... FORGE_APP_ID=<ari or uuid> [APP_KEY=...]
+manifest: venv
+	@test -n "$(BASE_URL)" && test -n "$(FORGE_APP_ID)" || { echo "usage: make manifest BASE_URL=https://your.app FORGE_APP_ID=<forge app id> [APP_KEY=connect-lambda-sample]"; exit 2; }
+	$(PY) -m connect_lambda.app.manifest --base-url "$(BASE_URL)" --forge-app-id "$(FORGE_APP_ID)" --app-key "$(or $(APP_KEY),connect-lambda-sample)"

@@ -10,6 +10,7 @@ its whole table in memory, so moto's wall time would measure moto.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import time
 import uuid
@@ -83,10 +84,7 @@ def batch_write(dynamodb: Any, table: str, items: list[dict[str, Any]]) -> int:
 def filled_tenants_table(world: AwsWorld, tenants: list[BenchTenant], total: int) -> tuple[str, float, int]:
     """A tenants table holding ``tenants`` (installed for real) and fillers up to ``total``."""
     table = create_tenants_table(world.dynamodb, world.key_arn)
-    install(
-        AwsWorld(world.dynamodb, world.kms, world.key_arn, table, world.idempotency_table, world.settings_table),
-        tenants,
-    )
+    install(dataclasses.replace(world, table=table), tenants)
     ciphertext = world.kms.encrypt(
         KeyId=world.key_arn, Plaintext=b"x" * 64, EncryptionContext={"clientKey": "filler", "appKey": APP_KEY}
     )["CiphertextBlob"]

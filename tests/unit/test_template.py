@@ -23,7 +23,8 @@ from connect_lambda.testing.functions import function_env, load_function
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
-PUBLIC_ROUTES = {"POST /installed", "POST /uninstalled", "GET /atlassian-connect.json"}
+PUBLIC_ROUTES = {"POST /installed", "POST /uninstalled", "GET /atlassian-connect.json", "GET /manifest.yml"}
+INSTALLATIONS_ARN = {"Fn::GetAtt": ["InstallationsTable", "Arn"]}
 TABLE_ARN = {"Fn::GetAtt": ["TenantsTable", "Arn"]}
 KEY_ARN = {"Fn::GetAtt": ["SecretsKey", "Arn"]}
 BASE_URL_PARAMETER_ARN = {
@@ -214,13 +215,31 @@ def test_the_authorizer_function_has_no_routes_of_its_own(template):
 # --- IAM ------------------------------------------------------------------------------------------------------------
 
 
-def test_the_authorizer_may_only_read_tenants_and_decrypt_secrets(template):
+def test_the_authorizer_may_only_read_tenants_and_installations_and_decrypt_secrets(template):
     found = grants(template["Resources"]["AuthorizerFunction"])
     assert found == {
         ("dynamodb:GetItem", res(TABLE_ARN), None),
+        ("dynamodb:GetItem", res(INSTALLATIONS_ARN), None),
         ("kms:Decrypt", res(KEY_ARN), None),
         SSM_GRANT,
     }
+
+
+def test_the_forge_function_may_only_keep_installations_tokens_and_deliveries(template):
+    found = grants(template["Resources"]["ForgeFunction"])
+    assert found == {
+        ("dynamodb:GetItem", res(INSTALLATIONS_ARN), None),
+        ("dynamodb:UpdateItem", res(INSTALLATIONS_ARN), None),
+        ("kms:Decrypt", res(KEY_ARN), None),
+        ("kms:Encrypt", res(KEY_ARN), None),
+        *(
+            (action, res({"Fn::GetAtt": ["IdempotencyTable", "Arn"]}), None)
+            for action in ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+        ),
+        SSM_GRANT,
+    }
+    routes = {route for name, route, behind in http_routes(template) if name == "ForgeFunction" and behind}
+    assert routes == {"POST /forge/hello", "POST /forge/events", "POST /forge/scheduled"}
 
 
 def test_the_lifecycle_function_may_only_write_tenants_keep_token_receipts_and_the_app_settings(template):
@@ -239,6 +258,9 @@ def test_the_lifecycle_function_may_only_write_tenants_keep_token_receipts_and_t
         ("dynamodb:PutItem", settings, None),
         ("dynamodb:UpdateItem", settings, None),
         ("dynamodb:Query", settings, None),
+        # the Forge installation mapping of Connect-on-Forge installs
+        ("dynamodb:UpdateItem", res(INSTALLATIONS_ARN), None),
+        ("dynamodb:Query", res({"Fn::Sub": "${InstallationsTable.Arn}/index/clientKey-index"}), None),
         ("dynamodb:GetItem", receipts, None),
         ("dynamodb:PutItem", receipts, None),
         ("dynamodb:UpdateItem", receipts, None),

@@ -17,6 +17,10 @@ app = App(
     name="connect-lambda sample app",
     description="A secure, serverless Atlassian Connect app built with connect-lambda.",
     scopes=("READ", "ACT_AS_USER"),  # least privilege: no sample route writes to the product
+    product="jira",
+    # the Forge side reads the invoking user (GET /rest/api/3/myself through apiBaseUrl) and gets issue events
+    forge_scopes=("read:jira-user", "read:jira-work"),
+    migration={"willMigrateToForgeBeforeEOS": "YES", "migrationGuideUrl": "https://example.com/connect-lambda/forge"},
 )
 
 page = app.function(
@@ -41,6 +45,21 @@ webhook = app.function(
     uses=(Capability.IDEMPOTENCY,),
 )
 webhook.webhook("jira-issue-created", "/webhooks/jira-issue-created", event="jira:issue_created")
+
+
+forge = app.function(
+    "forge",
+    description="Sample Forge Remote endpoints: a resolver call, product and lifecycle events, the scheduled trigger",
+    uses=(Capability.FORGE_TOKENS, Capability.IDEMPOTENCY),
+    timeout_seconds=25,
+)
+forge.forge("forge-hello", "POST", "/forge/hello", system_token=True, user_token=True)
+forge.forge_events(
+    "forge-events",
+    "/forge/events",
+    events=("avi:jira:created:issue", "avi:forge:installed:app", "avi:forge:upgraded:app"),
+)
+forge.forge_scheduled("forge-scheduled", "/forge/scheduled", interval="hour")
 
 
 @app.on_tenant_event

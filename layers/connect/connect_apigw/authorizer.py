@@ -23,7 +23,7 @@ from connect_lambda.protocol.extraction import extract_token
 from connect_lambda.protocol.tenant_token import TokenKind
 
 from connect_apigw.observability import OutcomeCounter, make_logger
-from connect_apigw.requests import http_request
+from connect_apigw.requests import HttpRequest, http_request
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -67,6 +67,10 @@ class Authorizer:
             return self._deny("unknown_route", route_key, request_id)
         try:
             request = http_request(event, read_body=False)
+            if policy.credential is Credential.FORGE:
+                context = self._forge(request)
+                self.counter.count(outcome="allowed", reason="none")
+                return {"isAuthorized": True, "context": context}
             kind = _TOKEN_KINDS.get(policy.credential)
             if kind is None:
                 return self._deny(Reason.INVALID_CONFIGURATION.value, route_key, request_id)
@@ -90,6 +94,29 @@ class Authorizer:
                 "issuedAt": int(issued_at) if isinstance(issued_at, int | float) else 0,
                 "transport": token.transport.value,
             },
+        }
+
+    def _forge(self, request: HttpRequest) -> dict[str, Any]:
+        """A Forge route: the FIT verified (RS256, the allow-listed JWKS, ``iss``, ``aud``, times, installation),
+        then the installation's Connect tenant, if it has one (``""`` for a pure Forge installation)."""
+        # imported on the first Forge request: a Connect-only authorizer never loads the FIT verifier and JWKS client
+        from connect_lambda.forge.invocation_token import bearer_token  # noqa: PLC0415
+
+        deployment = self.deployment
+        invocation = deployment.forge_verifier.verify(bearer_token(request.headers, names_lowercased=True))
+        client_key = ""
+        if deployment.settings.has("installations_table"):
+            client_key = deployment.installations.tenant_of(invocation.installation_id, deployment.tenants) or ""
+        issued_at = invocation.claims.get("iat")
+        return {
+            "tokenKind": Credential.FORGE.value,
+            "installationId": invocation.installation_id,
+            "apiBaseUrl": invocation.api_base_url,
+            "accountId": invocation.account_id or "",
+            "cloudId": invocation.cloud_id or "",
+            "clientKey": client_key,
+            "issuedAt": int(issued_at) if isinstance(issued_at, int | float) else 0,
+            "transport": "bearer",
         }
 
     def handler(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""``GET /atlassian-connect.json``: the deployment's descriptor, with an ETag so products revalidate cheaply.
+"""``GET /atlassian-connect.json``: the deployment's descriptor, with an ETag so products revalidate cheaply; and
+``GET /manifest.yml``: its Forge manifest, from the same declaration.
 
 Rendered from the app's declaration (:mod:`connect_lambda.app.descriptor`) with the deployment's key and base URL;
 ``APP_NAME`` (the template's ``AppName``) overrides the declared name.
@@ -15,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 from connect_lambda import deployment as deployments
 from connect_lambda.app.declaration import App
 from connect_lambda.app.descriptor import render_descriptor
+from connect_lambda.app.manifest import render_manifest
+from connect_lambda.errors import NotFoundError
 
 from connect_apigw.observability import make_logger
 from connect_apigw.requests import lower_headers
@@ -54,6 +57,8 @@ class DescriptorFunction:
         return body, '"' + hashlib.sha256(body.encode()).hexdigest()[:32] + '"'
 
     def _handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        if event.get("routeKey") == "GET /manifest.yml":
+            return self._manifest()
         body, etag = self.render()
         headers = {
             "Content-Type": "application/json",
@@ -62,6 +67,15 @@ class DescriptorFunction:
         }
         if etag_matches(lower_headers(event.get("headers")).get("if-none-match"), etag):
             return {"statusCode": 304, "headers": headers, "body": ""}
+        return {"statusCode": 200, "headers": headers, "body": body}
+
+    def _manifest(self) -> dict[str, Any]:
+        """The Forge manifest for this deployment (its key, base URL and Forge app id), for ``forge deploy``."""
+        settings = self.deployment.settings
+        if not settings.forge_app_id:
+            raise NotFoundError("this deployment has no Forge app (FORGE_APP_ID is empty)")
+        body = render_manifest(self.app, settings)
+        headers = {"Content-Type": "application/yaml; charset=utf-8", "Cache-Control": "no-store"}
         return {"statusCode": 200, "headers": headers, "body": body}
 
     def _lambda(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:

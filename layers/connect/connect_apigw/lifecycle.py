@@ -101,4 +101,6 @@ class LifecycleFunction:
         return route(request, event)
 
     def _lambda(self, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+        if self.deployment.settings.has("idempotency_table"):
+            self.deployment.receipts.register(context)
         return self.handle(event)

@@ -31,6 +31,7 @@ from connect_lambda import deployment as deployments
 from connect_lambda.app.caller import Caller
 from connect_lambda.app.declaration import App, Credential, Route
 from connect_lambda.errors import ConfigurationError, ConnectError
+from connect_lambda.forge.events import ForgeDelivery, parse_delivery
 
 from connect_apigw.observability import make_logger
 from connect_apigw.requests import MAX_BODY_BYTES, HttpRequest, http_request
@@ -140,9 +141,25 @@ class ConnectResolver:
                 self.logger.append_keys(clientKey=caller.client_key)
             if caller.installation_id:
                 self.logger.append_keys(installationId=caller.installation_id)
+                self.deployment.forge_sessions.remember(caller)
             return handler(caller, **path_parameters)
 
         return call
+
+    def forge_delivery(self, caller: Caller, *, scheduled: bool = False) -> ForgeDelivery:
+        """The Forge event or trigger of this request, keyed for :meth:`once`; a Forge lifecycle event also
+        updates what the deployment keeps about the installation (its site), as the framework's part."""
+        delivery = parse_delivery(
+            self.request.json_body(),
+            installation_id=caller.installation_id or "",
+            scheduled=scheduled,
+            received_at=self.deployment.clock(),
+        )
+        if delivery.lifecycle and self.deployment.settings.has("installations_table"):
+            self.deployment.installations.record(
+                delivery.installation_id, api_base_url=caller.api_base_url, cloud_id=delivery.cloud_id
+            )
+        return delivery
 
     @property
     def request(self) -> HttpRequest:

@@ -29,10 +29,13 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_kms import KMSClient
 
+    from connect_lambda.forge.invocation_token import InvocationTokenVerifier
     from connect_lambda.product.client import ProductClient
+    from connect_lambda.product.forge import ForgeSessions
     from connect_lambda.protocol.install_token import SignedInstallVerifier
     from connect_lambda.protocol.tenant_token import TenantTokenVerifier
     from connect_lambda.stores.deliveries import Deliveries
+    from connect_lambda.stores.installations import InstallationStore
     from connect_lambda.stores.receipts import LifecycleReceipts
     from connect_lambda.stores.settings import SettingsStore
     from connect_lambda.stores.tenants import TenantStore
@@ -202,6 +205,7 @@ class Deployment:
                 tenants=self.tenants,
                 receipts=lambda: self.receipts,
                 settings_store=(lambda: self.settings_store) if config.has("app_settings_table") else None,
+                installations=(lambda: self.installations) if config.has("installations_table") else None,
                 listeners=self._tenant_listeners,
                 clock=self.clock,
             )
@@ -257,12 +261,71 @@ class Deployment:
                 app_key=config.app_key,
                 tenants=self.tenants,
                 allowed_tenant_hosts=config.allowed_tenant_hosts,
+                forge_api_hosts=config.forge_api_hosts,
                 user_tokens=self.user_tokens if config.has("token_cache_table") else None,
                 clock=self.clock,
             )
 
         client: ProductClient = self._once("product", build)
         return client
+
+    @property
+    def forge_verifier(self) -> InvocationTokenVerifier:
+        """Verifies Forge invocation tokens; without ``FORGE_APP_ID`` it cannot be built and Forge routes deny."""
+
+        def build() -> InvocationTokenVerifier:
+            from connect_lambda.forge.invocation_token import InvocationTokenVerifier
+            from connect_lambda.forge.keys import ForgeKeySets
+            from connect_lambda.protocol.urls import tenant_base_url
+
+            config = self.settings
+            if not config.forge_app_id:
+                raise ConfigurationError("FORGE_APP_ID is not set: this deployment serves no Forge routes")
+            keys = ForgeKeySets(
+                override_url=config.forge_jwks_url,
+                allow_staging=config.forge_staging,
+                isolated_cloud_url_template=config.forge_ic_jwks_template,
+            )
+            hosts = config.forge_api_hosts
+            return InvocationTokenVerifier(
+                keys,
+                app_id=config.forge_app_id,
+                leeway_seconds=config.leeway_seconds,
+                api_base_url_check=lambda url: tenant_base_url(url, hosts, field="app.apiBaseUrl"),
+                clock=self.clock,
+            )
+
+        verifier: InvocationTokenVerifier = self._once("forge_verifier", build)
+        return verifier
+
+    @property
+    def installations(self) -> InstallationStore:
+        def build() -> InstallationStore:
+            from connect_lambda.stores.installations import InstallationStore
+
+            config = self.settings
+            return InstallationStore(
+                table_name=config.resource("installations_table"),
+                key_id=config.resource("secrets_key_id"),
+                app_key=config.app_key,
+                cache_seconds=config.tenant_cache_seconds,
+                clock=self.clock,
+                **self._aws(),
+            )
+
+        store: InstallationStore = self._once("installations", build)
+        return store
+
+    @property
+    def forge_sessions(self) -> ForgeSessions:
+        def build() -> ForgeSessions:
+            from connect_lambda.product.forge import ForgeSessions
+
+            keeps = self.settings.has("installations_table")
+            return ForgeSessions(self.product, (lambda: self.installations) if keeps else None)
+
+        sessions: ForgeSessions = self._once("forge_sessions", build)
+        return sessions
 
 
 @functools.cache

@@ -13,11 +13,14 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from connect_lambda.errors import ConfigurationError
+from connect_lambda.forge.ids import normalise_app_id
 from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, HostPattern, parse_host_patterns
 
+DEFAULT_FORGE_API_HOSTS = "api.atlassian.com"
 DEFAULT_LEEWAY_SECONDS = 30
 MAX_LEEWAY_SECONDS = 60
 DEFAULT_TENANT_CACHE_SECONDS = 60
@@ -83,6 +86,7 @@ _RESOURCES = {
     "token_cache_table": "TOKEN_CACHE_TABLE",
     "idempotency_table": "IDEMPOTENCY_TABLE",
     "app_settings_table": "APP_SETTINGS_TABLE",
+    "installations_table": "INSTALLATIONS_TABLE",
     "secrets_key_id": "SECRETS_KEY_ID",
 }
 
@@ -106,6 +110,18 @@ class Settings:
     token_cache_table: str | None = None
     idempotency_table: str | None = None
     app_settings_table: str | None = None
+    installations_table: str | None = None
+    forge_app_id: str | None = None
+    """The Forge app's ARI (``FORGE_APP_ID``; a bare UUID is normalised). Without it every Forge route is refused."""
+    forge_jwks_url: str | None = None
+    """Override of the Forge JWKS URL (the local stack and tests), like ``INSTALL_KEYS_URL``."""
+    forge_staging: bool = False
+    """Accept FITs from Atlassian's staging (``FORGE_STAGING=true``): their JWKS and ``api.stg.atlassian.com``."""
+    forge_ic_jwks_template: str | None = None
+    """Isolated Cloud: the JWKS URL template with ``{IC_LABEL}``, given at onboarding; IC requests are refused
+    without it."""
+    forge_api_hosts: tuple[HostPattern, ...] = parse_host_patterns(DEFAULT_FORGE_API_HOSTS)
+    """Hosts a FIT's ``app.apiBaseUrl`` may name; the product client sends Forge tokens nowhere else."""
     secrets_key_id: str | None = None
 
     def __post_init__(self) -> None:
@@ -159,5 +175,38 @@ class Settings:
                 MAX_TOKEN_LIFETIME_SECONDS,
                 minimum=60,
             ),
-            **{name: _optional(env, variable) for name, variable in _RESOURCES.items()},
+            tenants_table=_optional(env, "TENANTS_TABLE"),
+            token_cache_table=_optional(env, "TOKEN_CACHE_TABLE"),
+            idempotency_table=_optional(env, "IDEMPOTENCY_TABLE"),
+            app_settings_table=_optional(env, "APP_SETTINGS_TABLE"),
+            installations_table=_optional(env, "INSTALLATIONS_TABLE"),
+            secrets_key_id=_optional(env, "SECRETS_KEY_ID"),
+            **_forge(env),
         )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigurationError(f"{name} must be true or false")
+
+
+def _forge(env: Mapping[str, str]) -> dict[str, Any]:
+    app_id = _optional(env, "FORGE_APP_ID")
+    staging = _flag(env, "FORGE_STAGING")
+    template = _optional(env, "FORGE_IC_JWKS_TEMPLATE")
+    if template is not None and ("{IC_LABEL}" not in template or not template.startswith("https://")):
+        raise ConfigurationError("FORGE_IC_JWKS_TEMPLATE must be an https URL containing {IC_LABEL}")
+    hosts = _optional(env, "FORGE_API_HOSTS") or (
+        DEFAULT_FORGE_API_HOSTS + (",api.stg.atlassian.com" if staging else "")
+    )
+    return {
+        "forge_app_id": normalise_app_id(app_id) if app_id else None,
+        "forge_jwks_url": _optional_url(env, "FORGE_JWKS_URL"),
+        "forge_staging": staging,
+        "forge_ic_jwks_template": template,
+        "forge_api_hosts": parse_host_patterns(hosts),
+    }

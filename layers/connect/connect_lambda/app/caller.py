@@ -125,13 +125,20 @@ class CallerProduct:
         self._caller = caller
 
     def as_app(self) -> ProductSession:
-        """Calls as the app: the Connect app's JWT."""
+        """Calls as the app: the Connect app's JWT, or on a Forge route the installation's system token."""
         caller = self._caller
-        return caller._deployment().product.as_app(caller.tenant)
+        deployment = caller._deployment()
+        if caller.credential is Credential.FORGE:
+            return deployment.forge_sessions.as_app(caller)
+        return deployment.product.as_app(caller.tenant)
 
     def as_user(self, scopes: Iterable[str] = ("READ",)) -> ProductSession:
-        """Calls as the calling user: a Connect impersonation token for ``scopes``."""
+        """Calls as the calling user: a Connect impersonation token for ``scopes``, or on a Forge route the user
+        token Forge sent with the request (``scopes`` are then the ones the Forge app was granted)."""
         caller = self._caller
         if not caller.account_id:
             raise ForbiddenError("this request acts as no user (the token carries no account)")
-        return caller._deployment().product.as_user(caller.tenant, caller.account_id, scopes)
+        deployment = caller._deployment()
+        if caller.credential is Credential.FORGE:
+            return deployment.forge_sessions.as_user(caller)
+        return deployment.product.as_user(caller.tenant, caller.account_id, scopes)

@@ -121,11 +121,23 @@ class App:
         description: str,
         scopes: Sequence[str] = ("READ",),
         vendor: Mapping[str, str] | None = None,
+        product: str = "jira",
+        forge_scopes: Sequence[str] = (),
+        migration: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
         self.description = description
         self.scopes = tuple(scope.upper() for scope in scopes)
         self.vendor = dict(vendor or {})
+        if product not in ("jira", "confluence"):
+            raise ConfigurationError("product must be jira or confluence")
+        self.product = product
+        self.forge_scopes = tuple(forge_scopes)
+        """The Forge OAuth scopes the app's Forge side needs (besides the Connect scopes, which the manifest lists in
+        their Forge spelling, and the token scopes its endpoints imply)."""
+        self.migration = dict(migration or {})
+        """The ``connectToForgeMigration`` module: ``willMigrateToForgeBeforeEOS`` (YES/NO/UNDECIDED) and
+        ``migrationGuideUrl``."""
         self._functions: dict[str, Function] = {}
         self._routes: dict[str, Route] = {}
         self._listeners: list[TenantListener] = []
@@ -211,11 +223,22 @@ class App:
         return self._policy
 
     def descriptor_modules(self) -> dict[str, list[dict[str, Any]]]:
+        """The Connect modules (the descriptor's, and the manifest's ``connectModules``)."""
         modules: dict[str, list[dict[str, Any]]] = {}
         for route in self._routes.values():
-            if route.module_type:
+            if route.module_type and not route.module_type.startswith(FORGE_MODULE_PREFIX):
                 modules.setdefault(route.module_type, []).append(dict(route.module))
         return modules
+
+
+FORGE_MODULE_PREFIX = "forge:"
+FORGE_ENDPOINT = "forge:endpoint"
+FORGE_TRIGGER = "forge:trigger"
+FORGE_SCHEDULED = "forge:scheduledTrigger"
+
+
+def _forge_auth(system_token: bool, user_token: bool) -> dict[str, Any]:
+    return {"appSystemToken": {"enabled": system_token}, "appUserToken": {"enabled": user_token}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,9 +276,22 @@ class FunctionDeclaration:
         """An API the app's own front end calls with ``AP.context.getToken()`` (context tokens only)."""
         return self.route(name, method, path, credential=Credential.CONTEXT)
 
-    def forge(self, name: str, method: str, path: str) -> Route:
-        """A Forge Remote endpoint: ``invokeRemote`` calls, product and lifecycle events, scheduled triggers."""
-        return self.route(name, method, path, credential=Credential.FORGE)
+    def forge(self, name: str, method: str, path: str, *, system_token: bool = True, user_token: bool = False) -> Route:
+        """A Forge Remote endpoint for ``invokeRemote`` calls (the manifest's ``endpoint`` with its ``auth``)."""
+        module = {"auth": _forge_auth(system_token, user_token)}
+        return self.route(name, method, path, credential=Credential.FORGE, module_type=FORGE_ENDPOINT, module=module)
+
+    def forge_events(self, name: str, path: str, *, events: Sequence[str], system_token: bool = True) -> Route:
+        """Where Forge POSTs product and lifecycle events (a ``trigger`` module on a remote endpoint)."""
+        module = {"auth": _forge_auth(system_token, False), "events": list(events)}
+        return self.route(name, "POST", path, credential=Credential.FORGE, module_type=FORGE_TRIGGER, module=module)
+
+    def forge_scheduled(self, name: str, path: str, *, interval: str = "hour") -> Route:
+        """Where Forge POSTs a scheduled trigger, with the system token (``hour`` keeps it fresh, FORGE.md 2.6)."""
+        if interval not in ("hour", "day", "week"):
+            raise ConfigurationError("a scheduled trigger's interval is hour, day or week")
+        module = {"auth": _forge_auth(True, False), "interval": interval}
+        return self.route(name, "POST", path, credential=Credential.FORGE, module_type=FORGE_SCHEDULED, module=module)
 
     def public(self, name: str, method: str, path: str) -> Route:
         """A route without a product credential (the 3LO authorize/callback pair protects itself)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import json
 import re
 import sys
 from collections.abc import Iterable
@@ -108,7 +109,7 @@ def render_function(app: App, function: Function) -> str:
         f"  {function.logical_id}:",
         "    Type: AWS::Serverless::Function",
         "    Properties:",
-        f"      Description: {function.description}",
+        f"      Description: {json.dumps(function.description)}",
         f"      CodeUri: functions/{function.name}/",
     ]
     if function.timeout_seconds != 10:

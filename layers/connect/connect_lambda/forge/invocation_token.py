@@ -24,7 +24,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
-from urllib.parse import urlsplit
 
 import jwt
 
@@ -35,17 +34,15 @@ from connect_lambda.errors import (
     ForgeKeysUnavailableError,
     Reason,
 )
+from connect_lambda.forge.ids import INSTALLATION_PREFIX, UUID, normalise_app_id
 from connect_lambda.forge.keys import ForgeKeySets, validate_kid
 from connect_lambda.protocol.claims import check_time_claims, numeric_date
 from connect_lambda.protocol.jws import decode_unverified
+from connect_lambda.protocol.urls import normalise_tenant_base_url
 from connect_lambda.settings import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 
 FORGE_ISSUER = "forge/invocation-token"
-APP_ARI_PREFIX = "ari:cloud:ecosystem::app/"
-_UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-_BARE_APP_ID = re.compile(_UUID, re.IGNORECASE)
-_APP_ARI = re.compile(re.escape(APP_ARI_PREFIX) + _UUID, re.IGNORECASE)
-_INSTALLATION_ARI = re.compile(r"ari:cloud:ecosystem::installation/" + _UUID)
+_INSTALLATION_ARI = re.compile(re.escape(INSTALLATION_PREFIX) + UUID)
 _VISIBLE_ASCII = re.compile(r"[\x21-\x7e]+")
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
 _BEARER = "bearer"
@@ -70,20 +67,6 @@ _MISSING_CLAIM_REASONS = {
 Clock = Callable[[], float]
 ApiBaseUrlCheck = Callable[[str], str]
 """Given the token's https ``app.apiBaseUrl``, return it (or a normalised form) or raise to refuse it."""
-
-
-def normalise_app_id(text: str) -> str:
-    """The app ARI ``ari:cloud:ecosystem::app/<uuid>`` from configuration holding it or its bare UUID.
-
-    Configuration only: ACE accepts a bare UUID as the app id and adds the prefix (FORGE.md §1.3), so we do the same
-    for ``FORGE_APP_ID``; a token's ``aud`` is compared as it is and a bare-UUID ``aud`` is refused.
-    """
-    value = text.strip() if isinstance(text, str) else ""
-    if _BARE_APP_ID.fullmatch(value):
-        return APP_ARI_PREFIX + value.lower()
-    if _APP_ARI.fullmatch(value):
-        return APP_ARI_PREFIX + value.removeprefix(APP_ARI_PREFIX).lower()
-    raise ConfigurationError("FORGE_APP_ID must be the app ARI ari:cloud:ecosystem::app/<uuid> or its UUID")
 
 
 # the bearer token -------------------------------------------------------------------------------------------------
@@ -182,23 +165,9 @@ def _cloud_id(claims: Mapping[str, Any], app: Mapping[str, Any]) -> str | None:
 
 
 def _api_base_url(value: object) -> str:
-    """An https URL string of bounded length; which hosts are allowed is the ``api_base_url_check`` hook's job."""
+    """A bounded string of visible ASCII; its shape and host are the one URL rule's (``_allowed_api_base_url``)."""
     if not isinstance(value, str) or len(value) > MAX_API_BASE_URL_LENGTH or not _VISIBLE_ASCII.fullmatch(value):
         raise AuthenticationError("invocation token app.apiBaseUrl is invalid", Reason.INVALID_API_BASE_URL)
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises on a port that is not a number in range
-    except ValueError as exc:
-        raise AuthenticationError("invocation token app.apiBaseUrl is invalid", Reason.INVALID_API_BASE_URL) from exc
-    if (
-        parts.scheme != "https"
-        or not parts.hostname
-        or parts.username is not None
-        or parts.password is not None
-        or parts.query
-        or parts.fragment
-    ):
-        raise AuthenticationError("invocation token app.apiBaseUrl is not an https URL", Reason.INVALID_API_BASE_URL)
     return value
 
 
@@ -372,17 +341,27 @@ class InvocationTokenVerifier:
         )
 
     def _allowed_api_base_url(self, api_base_url: str) -> str:
-        """The maintainers' host allow-list hook (not built yet): it returns the URL to use or raises to refuse."""
-        if self._api_base_url_check is None:
-            return api_base_url
+        """The URL rule every outbound URL follows (:mod:`connect_lambda.protocol.urls`, parsed as urllib3 will send
+        it): https and a plain LDH host always, then the deployment's host allow-list when one is given. A URL the
+        rule refuses is invalid; one only the allow-list refuses is not allowed."""
         try:
-            checked = self._api_base_url_check(api_base_url)
+            checked = normalise_tenant_base_url(api_base_url, field="app.apiBaseUrl")
+        except ConnectError as exc:
+            raise AuthenticationError(
+                "invocation token app.apiBaseUrl is invalid", Reason.INVALID_API_BASE_URL
+            ) from exc
+        if self._api_base_url_check is None:
+            if not checked.startswith("https://"):
+                raise AuthenticationError("invocation token app.apiBaseUrl is not https", Reason.INVALID_API_BASE_URL)
+            return checked
+        try:
+            allowed = self._api_base_url_check(checked)
         except AuthenticationError:
             raise
         except (ConnectError, ValueError) as exc:
             raise AuthenticationError(
                 "invocation token app.apiBaseUrl is not allowed", Reason.API_BASE_URL_NOT_ALLOWED
             ) from exc
-        if not isinstance(checked, str) or not checked:
+        if not isinstance(allowed, str) or not allowed:
             raise AuthenticationError("invocation token app.apiBaseUrl is not allowed", Reason.API_BASE_URL_NOT_ALLOWED)
-        return checked
+        return allowed

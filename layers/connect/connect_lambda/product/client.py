@@ -36,7 +36,12 @@ from connect_lambda.errors import (
     TenantStateError,
     UpstreamError,
 )
-from connect_lambda.product.credentials import ConnectAppCredential, ConnectUserCredential, Credential
+from connect_lambda.product.credentials import (
+    BearerCredential,
+    ConnectAppCredential,
+    ConnectUserCredential,
+    Credential,
+)
 from connect_lambda.product.transport import DEFAULT_MAX_ANSWER_BYTES, Attempt, ProductResponse, Transport
 from connect_lambda.protocol.hosts import HostPattern
 from connect_lambda.protocol.signing import AppSigner, product_url
@@ -103,6 +108,7 @@ class ProductClient:
         app_key: str,
         tenants: TenantLookup,
         allowed_tenant_hosts: tuple[HostPattern, ...],
+        forge_api_hosts: tuple[HostPattern, ...] = (),
         user_tokens: UserTokenCache | None = None,
         session: requests.Session | None = None,
         connect_timeout: float = 3.05,
@@ -116,6 +122,7 @@ class ProductClient:
         self._app_key = app_key
         self._tenants = tenants
         self._allowed_hosts = allowed_tenant_hosts
+        self._forge_api_hosts = forge_api_hosts
         self._user_tokens = user_tokens
         self.transport = Transport(
             session,
@@ -167,6 +174,21 @@ class ProductClient:
         found = self._tenant(tenant)
         credential = ConnectUserCredential(self._user_tokens, found, account_id, tuple(scopes))
         return ProductSession(self, found.base_url, credential, found.client_key)
+
+    def with_bearer(
+        self, base_url: str, token: str, *, kind: str, label: str, hosts: tuple[HostPattern, ...]
+    ) -> ProductSession:
+        """Calls with an OAuth access token to ``base_url`` (checked by the URL rule against ``hosts`` first)."""
+        try:
+            checked = tenant_base_url(base_url, hosts, field="API base URL")
+        except InvalidPayloadError as exc:
+            raise ProductRequestError(f"refusing to send a {kind} token to {label}'s API base URL") from exc
+        return ProductSession(self, checked, BearerCredential(token, kind), label)
+
+    def as_forge(self, api_base_url: str, token: str, *, kind: str, installation_id: str) -> ProductSession:
+        """Calls with a Forge token (``forge-app``: the system token; ``forge-user``: the invoking user's) against
+        the installation's ``apiBaseUrl``, which must be on ``FORGE_API_HOSTS``."""
+        return self.with_bearer(api_base_url, token, kind=kind, label=installation_id, hosts=self._forge_api_hosts)
 
 
 class ProductSession:

@@ -61,3 +61,24 @@ class ConnectUserCredential:
 
     def refresh(self) -> None:
         self._cache.invalidate(self._tenant, self._account_id, self._scopes)
+
+
+class BearerCredential:
+    """An OAuth access token given as is (a Forge system or user token, a 3LO user's token): ``Bearer <token>``.
+
+    It cannot refresh itself: a Forge token is replaced only by Forge (with the next request or trigger)."""
+
+    can_refresh = False
+
+    def __init__(self, token: str, kind: str) -> None:
+        self._token = token
+        self.kind = kind
+
+    def authorization(self, method: str, wire_url: str) -> str:
+        return "Bearer " + self._token
+
+    def refresh(self) -> None:
+        raise NotImplementedError("this token is refreshed by whoever issued it, not by the product client")
+
+    def __repr__(self) -> str:  # the token is a credential: never in a repr
+        return f"BearerCredential(kind={self.kind!r})"

@@ -64,10 +64,16 @@ class LifecycleReceipts:
             raise_on_no_idempotency_key=True,
             expires_after_seconds=expires_after_seconds,
         )
+        self._config = config
         self._local = threading.local()
         self._once = idempotent_function(
             data_keyword_argument="delivery", persistence_store=store, config=config, key_prefix=KEY_PREFIX
         )(self._apply)
+
+    def register(self, lambda_context: Any) -> None:
+        """Bound a delivery left in progress by an invocation that died to that invocation's remaining time, so
+        Atlassian's retry is not told "in progress" for the receipt's whole lifetime."""
+        self._config.register_lambda_context(lambda_context)
 
     def _apply(self, delivery: dict[str, str]) -> dict[str, Any]:
         action: Callable[[], dict[str, Any]] = self._local.action

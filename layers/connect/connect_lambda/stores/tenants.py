@@ -93,6 +93,9 @@ class InstallResult:
     outcome: WriteOutcome
     previous_client_keys_for_base_url: tuple[str, ...] = ()
     """Other tenants already known at the same baseUrl: a site import or restore issued a new clientKey."""
+    order: int = 0
+    """The event order the install was applied at (what anything derived from it, such as the Forge installation
+    mapping, is ordered by)."""
 
 
 def event_order(event: LifecycleEvent, happened_at: float) -> int:
@@ -330,7 +333,8 @@ class TenantStore(AwsClients):
         self.forget(tenant.client_key)
         created = "version" not in response.get("Attributes", {})
         others = self._other_tenants_at(tenant.base_url, tenant.client_key) if created else ()
-        return InstallResult(WriteOutcome.CREATED if created else WriteOutcome.UPDATED, others)
+        order = event_order(LifecycleEvent.INSTALLED, happened)
+        return InstallResult(WriteOutcome.CREATED if created else WriteOutcome.UPDATED, others, order)
 
     def _other_tenants_at(self, base_url: str, client_key: str) -> tuple[str, ...]:
         try:

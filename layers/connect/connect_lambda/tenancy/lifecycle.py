@@ -24,10 +24,12 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from connect_lambda.errors import AuthenticationError, ConnectError, InvalidPayloadError, Reason
+from connect_lambda.forge.ids import installation_ari
 from connect_lambda.protocol.hosts import HostPattern
 from connect_lambda.protocol.install_token import SignedInstallVerifier
 from connect_lambda.protocol.lifecycle import LifecycleEvent, LifecycleMessage, parse_lifecycle_payload
 from connect_lambda.protocol.request import RequestTarget
+from connect_lambda.stores.installations import InstallationStore
 from connect_lambda.stores.settings import SettingsStore
 from connect_lambda.stores.tenants import RETENTION_SECONDS, TenantStore, WriteOutcome
 from connect_lambda.tenancy.events import LifecycleOutcome, TenantEvent, TenantListener
@@ -57,6 +59,7 @@ class LifecycleService:
         tenants: TenantStore,
         receipts: Callable[[], Receipts],
         settings_store: Callable[[], SettingsStore] | None = None,
+        installations: Callable[[], InstallationStore] | None = None,
         listeners: Sequence[TenantListener] = (),
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -66,6 +69,7 @@ class LifecycleService:
         self._tenants = tenants
         self._receipts = receipts
         self._settings_store = settings_store
+        self._installations = installations
         self._listeners = tuple(listeners)
         self._clock = clock
 
@@ -85,6 +89,8 @@ class LifecycleService:
                 WriteOutcome.CREATED: LifecycleOutcome.INSTALLED,
                 WriteOutcome.UPDATED: LifecycleOutcome.REINSTALLED,
             }.get(result.outcome, LifecycleOutcome.STALE)
+            if outcome is not LifecycleOutcome.STALE:
+                self._map_installation(message.tenant, result.order)
             return {"outcome": outcome.value, "previous": list(result.previous_client_keys_for_base_url)}
 
         return self._once(token, raw_body, message, apply)
@@ -105,6 +111,19 @@ class LifecycleService:
         claims = self._install_verifier().verify(token, request, message)
         issued_at = claims.get("iat")
         return float(issued_at) if isinstance(issued_at, int | float) else self._clock()
+
+    def _map_installation(self, tenant: Tenant, order: int) -> None:
+        """Connect-on-Forge: an ``installed`` naming its Forge installation maps it to this tenant; one without
+        (or naming another) removes the tenant's older mappings. Both follow the install's own order, so reordered
+        or repeated callbacks converge on the newest."""
+        if self._installations is None:
+            return
+        store = self._installations()
+        keep = None
+        if tenant.installation_id:
+            keep = installation_ari(tenant.installation_id)
+            store.map(keep, tenant.client_key, order=order)
+        store.unmap_tenant(tenant.client_key, order=order, keep=keep)
 
     def _require_known_at_base_url(self, tenant: Tenant) -> None:
         """An uninstall whose host the allow-list no longer admits is accepted for a tenant we know at that very

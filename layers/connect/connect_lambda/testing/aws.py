@@ -279,6 +279,7 @@ class AwsWorld:
     table: str
     idempotency_table: str
     settings_table: str
+    installations_table: str
 
     @classmethod
     def create(cls, key_arn: str | None = None) -> AwsWorld:
@@ -293,6 +294,7 @@ class AwsWorld:
             table=create_tenants_table(dynamodb, key_arn),
             idempotency_table=create_table_from_template(dynamodb, "IdempotencyTable", key_arn),
             settings_table=create_table_from_template(dynamodb, "AppSettingsTable", key_arn),
+            installations_table=create_table_from_template(dynamodb, "InstallationsTable", key_arn),
         )
 
     def store(self, *, app_key: str = APP_KEY, dynamodb: Any = None, kms: Any = None, **kwargs: Any) -> TenantStore:
@@ -331,4 +333,5 @@ class AwsWorld:
             "SECRETS_KEY_ID": self.key_arn,
             "IDEMPOTENCY_TABLE": self.idempotency_table,
             "APP_SETTINGS_TABLE": self.settings_table,
+            "INSTALLATIONS_TABLE": self.installations_table,
         }

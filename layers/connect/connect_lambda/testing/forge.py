@@ -8,6 +8,7 @@ ARI, an ``app`` object with the installation ARI and ``apiBaseUrl``. Every token
 from __future__ import annotations
 
 import copy
+import secrets
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -101,3 +102,10 @@ def jwk(private_key: rsa.RSAPrivateKey | None = None, *, kid: str = KID, **field
 def jwks(*entries: dict[str, Any]) -> dict[str, Any]:
     """A JWKS document; with no entries, the genuine key under ``KID``."""
     return {"keys": list(entries) if entries else [jwk()]}
+
+
+def forge_oauth_token(kind: str, *, expires_at: float, subject: str = ACCOUNT_ID) -> str:
+    """A Forge OAuth token (``system`` or ``user``) as Forge hands them to a remote: a JWT the remote treats as
+    opaque but for its ``exp``. Signed with a key nobody checks here; the fake product is told to accept it."""
+    claims = {"iss": "forge-oauth", "sub": subject, "kind": kind, "exp": int(expires_at), "jti": secrets.token_hex(8)}
+    return encode_token(claims, header={"typ": "JWT", "alg": "HS256"}, hmac_key=secrets.token_bytes(32))

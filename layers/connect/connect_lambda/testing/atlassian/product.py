@@ -148,6 +148,7 @@ class FakeProduct(LoopbackServer):
         self.client_key: str | None = None
         self._secret: bytes | None = None
         self._revoked: set[str] = set()
+        self._forge_tokens: dict[str, str] = {}
         self._queued: list[ProductAnswer] = []
         self._requests: list[ProductRequest] = []
         self._lock = threading.Lock()
@@ -171,6 +172,12 @@ class FakeProduct(LoopbackServer):
     def hang_next(self) -> None:
         self.answer_next(ProductAnswer(0, hang=True))
 
+    def accept_forge_token(self, token: str, account_id: str) -> None:
+        """Accept a Forge system or user token (as api.atlassian.com accepts the ones Forge hands out) for an
+        account (the app's account for a system token)."""
+        with self._lock:
+            self._forge_tokens[token] = account_id
+
     def revoke(self, token: str) -> None:
         """The product no longer accepts this bearer token (401), as after a revocation."""
         with self._lock:
@@ -181,6 +188,7 @@ class FakeProduct(LoopbackServer):
             self._queued.clear()
             self._requests.clear()
             self._revoked.clear()
+            self._forge_tokens.clear()
 
     @property
     def requests(self) -> list[ProductRequest]:
@@ -242,9 +250,13 @@ class FakeProduct(LoopbackServer):
 
     def _check_bearer(self, request: ProductRequest, token: str) -> None:
         request.bearer_token = token
-        grant = self.oauth.grant_for(token) if self.oauth is not None else None
         with self._lock:
             revoked = token in self._revoked
+            forge_account = self._forge_tokens.get(token)
+        if forge_account is not None and not revoked:
+            request.account_id = forge_account
+            return
+        grant = self.oauth.grant_for(token) if self.oauth is not None else None
         if grant is None:
             request.problems.append("bearer token was not issued by the authorization server")
         elif grant.tenant_base_url != self.tenant_base_url:
