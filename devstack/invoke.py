@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 from devstack import processes
@@ -47,8 +48,8 @@ def invoke(function: str, event: Path) -> int:
         text=True,
         check=False,
     )
-    print(result.stderr, end="")
-    print(result.stdout, end="")
+    print(result.stderr, end="", file=sys.stderr)
+    print(result.stdout, end="", flush=True)
     payloads = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not payloads:
         print(f"[invoke] FAILED: sam local invoke exited {result.returncode} and printed no payload")
