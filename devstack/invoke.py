@@ -49,7 +49,7 @@ def invoke(function: str, event: Path) -> int:
         check=False,
     )
     print(result.stderr, end="", file=sys.stderr)
-    print(result.stdout, end="", flush=True)
+    print(result.stdout, end="" if result.stdout.endswith("\n") else "\n", flush=True)
     payloads = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not payloads:
         print(f"[invoke] FAILED: sam local invoke exited {result.returncode} and printed no payload")
