@@ -474,7 +474,10 @@ def build_and_serve(*, api_running: bool) -> None:
     for layer, users in _layer_users().items():
         if layer in changed:
             changed |= users
-    if api_running and record.get("fingerprint") == _fingerprint():
+    why = "not running"
+    if api_running and record.get("fingerprint") != _fingerprint():
+        why = _restart_reason(record)
+    elif api_running:
         since = record.get("log_offset")
         warm = _warm_functions(since if isinstance(since, int) else 0, offset)
         functions = changed & warm
@@ -488,8 +491,7 @@ def build_and_serve(*, api_running: bool) -> None:
                 "(each loads the new code on its next request)"
             )
             return
-        say(f"SAM did not reload {', '.join(sorted(functions))} within {RELOAD_TIMEOUT:.0f} s: restarting start-api")
-    why = _restart_reason(record) if api_running else "not running"
+        why = f"SAM did not reload {', '.join(sorted(functions))} within {RELOAD_TIMEOUT:.0f} s"
     if processes.stop(API.name):
         say(f"stopped sam local start-api ({why})")
     check_ports([API], docker_gateway())

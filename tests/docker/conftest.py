@@ -63,13 +63,21 @@ def sam_ready() -> None:
 def copy_project(target: Path) -> Path:
     """The project's files (what git tracks, and new files it does not ignore) under ``target``, with this
     checkout's venv; the modification times are kept, so that make finds the venv up to date."""
-    listed = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT,
-        capture_output=True,
-        check=True,
-    ).stdout
-    for name in filter(None, listed.decode().split("\0")):
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            cwd=ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: everything but state and caches
+        skipped = {".git", ".venv", ".local", ".aws-sam", "node_modules", "__pycache__", ".mypy_cache", ".ruff_cache"}
+        listed = "\0".join(
+            str(path.relative_to(ROOT))
+            for path in ROOT.rglob("*")
+            if not skipped & set(path.relative_to(ROOT).parts) and ".pytest_cache" not in path.parts
+        )
+    for name in filter(None, listed.split("\0")):
         source = ROOT / name
         if source.is_file():
             (target / name).parent.mkdir(parents=True, exist_ok=True)
