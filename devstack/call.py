@@ -82,6 +82,8 @@ CREDENTIALS: dict[str, Credential] = {
     "context": Credential(f"a context token of the local test tenant {LOCAL_TENANT.client_key!r}", _context),
     "install": Credential("a signed-install token (the local install key)", _install),
     "none": Credential("no token", lambda request: None),
+    # the Forge story adds: "forge": Credential("a Forge invocation token (FIT) ...", _fit), signing with the local
+    # Forge keys the simulator publishes (make call GET /forge/route TOKEN=forge)
 }
 
 
