@@ -12,16 +12,29 @@ STAMP := $(VENV)/.installed
 LOCAL_ENV := bash scripts/local-env.sh
 WITH_SAM := eval "$$($(LOCAL_ENV) env)" &&
 
-.PHONY: help venv lint unit docker-tests test run stop status events bench template manifest
+.PHONY: help venv lint unit docker-tests test run stop reset reload watch logs call invoke status events bench \
+	template manifest stress build deploy sam
 help:
-	@echo "make run        start the local stack (sam local + moto + simulated Atlassian), play the protocol, leave it running"
-	@echo "make run ONCE=1 the same, then stop everything and exit with the scenario's result"
-	@echo "make stop       stop everything 'make run' started"
-	@echo "make test       lint, type-check and run the whole test suite (what CI runs)"
-	@echo "make unit       the fast part of the suite (no Docker)"
-	@echo "make events     re-sign events/*.json for now (for sam local invoke -e events/...)"
-	@echo "make bench      the benchmarks (prints a table)"
-	@echo "make template   regenerate template.yaml's app functions from the app's declaration"
+	@echo "The local loop (the stack: sam local start-api + moto + a simulated Atlassian, on http://127.0.0.1:3000):"
+	@echo "  make run          start the stack (or reuse it), play the protocol, leave the local test tenant installed"
+	@echo "  make run ONCE=1   the same, then stop everything; exits with the scenario's result"
+	@echo "  make reload       after an edit: build; restart start-api only if routes or settings changed"
+	@echo "  make watch        reload by itself whenever a function, the library or the template changes"
+	@echo "  make call GET /pages/hello   a signed request as the local test tenant (CONTEXT=1: a context token)"
+	@echo "  make logs         one line per request (route, function, outcome, reason), followed (RAW=1: sam's own)"
+	@echo "  make invoke FUNCTION=AuthorizerFunction EVENT=events/authorizer-page.json   sam local invoke, local build"
+	@echo "  make events       re-sign events/*.json for now"
+	@echo "  make reset        empty the local tables, install the local test tenant again"
+	@echo "  make status       what runs;  make stop   stop everything make run started"
+	@echo "Tests and tools:"
+	@echo "  make test         lint, type-check and run the whole test suite (what CI runs);  make unit   no Docker"
+	@echo "  make bench        the benchmarks (ARGS='--quick', ARGS='--only warm')"
+	@echo "The app:"
+	@echo "  make template     regenerate template.yaml's app functions, routes and IAM from the app's declaration"
+	@echo "  make manifest BASE_URL=https://... FORGE_APP_ID=...   the Forge manifest.yml of a deployment"
+	@echo "AWS:"
+	@echo "  make build        sam build for AWS (arm64) into .aws-sam/build;  make deploy   build, then sam deploy --guided"
+	@echo "  make sam ARGS='validate --lint'   any sam command, with the SAM CLI this project installs"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON313)" && test -x "$(PYTHON313)" || { echo "Python 3.13 not found: install it (pyenv install 3.13.0) or set PYTHON313=/path/to/python3.13"; exit 1; }
@@ -47,32 +60,67 @@ docker-tests: venv
 
 test: lint unit docker-tests
 
-run: venv
-	$(LOCAL_ENV) up
-	$(WITH_SAM) $(PY) -m devstack up
-	@if [ -n "$(ONCE)" ]; then \
-	  $(PY) -m devstack scenario; status=$$?; $(PY) -m devstack down; $(LOCAL_ENV) down; exit $$status; \
-	else \
-	  $(PY) -m devstack scenario --keep-tenant; \
-	  echo "[stack] still running: API http://127.0.0.1:3000, logs in .local/stack/logs; stop it with: make stop"; \
-	fi
+# the local stack: Docker, the SAM CLI and the Lambda image first (scripts/local-env.sh), then devstack
+run: venv template
+	@set -o pipefail; $(LOCAL_ENV) up | { grep -v '^export ' || true; }
+	@$(WITH_SAM) $(PY) -m devstack run $(if $(ONCE),--once); status=$$?; \
+	  if [ -n "$(ONCE)" ]; then $(LOCAL_ENV) down; fi; exit $$status
+
+reload: venv
+	@$(MAKE) --no-print-directory template
+	@$(WITH_SAM) $(PY) -m devstack reload
+
+watch: venv
+	@$(WITH_SAM) $(PY) -m devstack watch
+
+reset: venv
+	@$(WITH_SAM) $(PY) -m devstack reset
 
 stop:
 	@if [ -x $(PY) ]; then $(PY) -m devstack down; fi
-	$(LOCAL_ENV) down
+	@$(LOCAL_ENV) down
 
 status: venv
-	$(PY) -m devstack status; $(LOCAL_ENV) status
+	@$(PY) -m devstack status; $(LOCAL_ENV) status
+
+logs: venv
+	@$(PY) -m devstack logs $(if $(filter 0 no false,$(FOLLOW)),--no-follow) $(if $(RAW),--raw) $(if $(N),-n $(N))
+
+# make call GET /pages/hello: the words after `call` are its arguments, not targets
+ifeq (call,$(firstword $(MAKECMDGOALS)))
+  CALL_ARGS := $(wordlist 2,$(words $(MAKECMDGOALS)),$(MAKECMDGOALS))
+  $(eval $(CALL_ARGS):;@:)
+endif
+call: venv
+	@$(PY) -m devstack call $(CALL_ARGS) $(ARGS) $(if $(CONTEXT),--context) $(if $(TOKEN),--as $(TOKEN)) \
+	  $(if $(QUERY),--token-in-query) $(if $(DATA),--data '$(DATA)')
+
+invoke: venv
+	@test -n "$(FUNCTION)" && test -n "$(EVENT)" || \
+	  { echo "usage: make invoke FUNCTION=AuthorizerFunction EVENT=events/authorizer-page.json"; exit 2; }
+	@$(WITH_SAM) $(PY) -m devstack invoke $(FUNCTION) $(EVENT)
 
 events: venv
-	$(PY) -m devstack resign-events
+	@$(PY) -m devstack resign-events
 
 bench: venv
-	$(PY) -m bench
+	$(PY) -m bench $(ARGS)
 
-# template.yaml's app functions, routes and IAM, regenerated from the app's declaration (layers/app/connect_app)
+# AWS: sam build (for the template's Architecture, arm64 by default) into .aws-sam/build, which the local stack
+# never reads (it builds into .local/stack/build), then sam deploy
+build:
+	$(LOCAL_ENV) sam build $(ARGS)
+
+deploy: build
+	$(LOCAL_ENV) sam deploy --guided $(ARGS)
+
+sam:
+	$(LOCAL_ENV) sam $(ARGS)
+
+# template.yaml's app functions, routes and IAM, regenerated from the app's declaration (layers/app/connect_app);
+# make run, make reload and make watch run it before every build
 template: venv
-	$(PY) -m connect_lambda.app.template
+	@$(PY) -m connect_lambda.app.template
 
 # the Forge manifest.yml of a deployment: make manifest BASE_URL=https://... FORGE_APP_ID=<ari or uuid> [APP_KEY=...]
 manifest: venv

@@ -1,220 +1,172 @@
-"""``python -m devstack up|scenario|down|status|resign-events|env-file`` (see README.md, "Local stack")."""
+"""``python -m devstack <command>``: the local stack (README.md, "The local loop"; the make targets call these)."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shutil
-import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from devstack import processes
-from devstack.config import (
-    API_PORT,
-    APP_BASE_URL,
-    APP_KEY,
-    CONTAINER_HOST,
-    LOGS,
-    MOTO_PORT,
-    ROOT,
-    SIM_PORT,
-    STATE,
-    TENANT_CACHE_SECONDS,
-    aws_env,
-    docker_gateway,
-)
-
-ENV_FILE = STATE / "env.json"
-VENV_BIN = Path(sys.executable).parent
+from devstack import stack
+from devstack.config import APP_BASE_URL, LOGS
+from devstack.processes import StackError
+from devstack.stack import say
 
 
-def say(message: str) -> None:
-    print(f"[stack] {message}", flush=True)
+def run(*, once: bool) -> int:
+    """``make run``: the stack up (reusing what runs), the scenario, then the local test tenant ready to use."""
+    from devstack.scenario import play, setup_tenant
 
-
-class Timer:
-    def __init__(self, what: str) -> None:
-        self.what = what
-
-    def __enter__(self) -> Timer:
-        self.started = time.monotonic()
-        say(f"{self.what} ...")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            say(f"{self.what}: done in {time.monotonic() - self.started:.1f} s")
-
-
-def function_env(resources: dict[str, str]) -> dict[str, str]:
-    """What every function gets locally, on top of the template (sam local --env-vars, key "Parameters")."""
-    return {
-        "APP_KEY": APP_KEY,
-        "APP_BASE_URL": APP_BASE_URL,
-        "APP_BASE_URL_PARAMETER": "",
-        "ALLOWED_TENANT_HOSTS": f"http://{CONTAINER_HOST}:{SIM_PORT}",
-        "INSTALL_KEYS_URL": f"http://{CONTAINER_HOST}:{SIM_PORT}/install-keys",
-        "OAUTH_SERVER_URL": f"http://{CONTAINER_HOST}:{SIM_PORT}",
-        "AWS_ENDPOINT_URL": f"http://{CONTAINER_HOST}:{MOTO_PORT}",
-        "POWERTOOLS_LOG_LEVEL": "INFO",
-        # short, so that the scenario sees a disable or uninstall reach the warm authorizer within seconds
-        "TENANT_CACHE_SECONDS": str(TENANT_CACHE_SECONDS),
-        **resources,
-    }
-
-
-def sam_parameters() -> list[str]:
-    arch = os.environ.get("LOCAL_ENV_ARCH", "x86_64")
-    return ["--parameter-overrides", f"Architecture={arch} AppKey={APP_KEY}"]
-
-
-def sam_command() -> str:
-    sam = shutil.which("sam")
-    if sam is None:
-        raise SystemExit('sam is not on PATH: run `eval "$(bash scripts/local-env.sh env)"` (make run does this)')
-    return sam
-
-
-def start_aws(gateway: str) -> dict[str, str]:
-    from devstack.aws import provision
-
-    endpoint = f"http://{gateway}:{MOTO_PORT}"
-    if processes.running("moto") is None:
-        with Timer(f"embedded AWS (moto server) on {endpoint}"):
-            processes.start("moto", [str(VENV_BIN / "moto_server"), "-H", gateway, "-p", str(MOTO_PORT)])
-            processes.wait_for(lambda: processes.port_open(gateway, MOTO_PORT), "moto server", 30, "moto")
-    with Timer("KMS key and tables from template.yaml"):
-        return provision(endpoint)
-
-
-def start_sim(gateway: str) -> None:
-    if processes.running("sim") is None:
-        with Timer(f"simulated Atlassian on http://{gateway}:{SIM_PORT}"):
-            processes.start("sim", [sys.executable, "-m", "devstack.sim", "--host", gateway, "--port", str(SIM_PORT)])
-            processes.wait_for(lambda: processes.port_open(gateway, SIM_PORT), "Atlassian simulator", 30, "sim")
-
-
-def sam_build() -> None:
-    with Timer("sam build"):
-        log = LOGS / "sam-build.log"
-        with log.open("wb") as out:
-            result = subprocess.run(
-                [sam_command(), "build", *sam_parameters()], cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, check=False
-            )
-        if result.returncode != 0:
-            print(log.read_text(errors="replace")[-3000:])
-            raise SystemExit("sam build failed (log above): fix the template or the code, then run `make run` again")
-
-
-def start_api() -> None:
-    if processes.running("start-api") is not None:
-        say(f"sam local start-api already running on {APP_BASE_URL}")
-        return
-    with Timer(f"sam local start-api on {APP_BASE_URL} (warm containers)"):
-        processes.start(
-            "start-api",
-            [
-                sam_command(),
-                "local",
-                "start-api",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(API_PORT),
-                "--warm-containers",
-                "EAGER",
-                "--skip-pull-image",
-                "--env-vars",
-                str(ENV_FILE),
-                "--add-host",
-                f"{CONTAINER_HOST}:host-gateway",
-                *sam_parameters(),
-            ],
-            env=aws_env(),
-        )
-        processes.wait_for(lambda: processes.port_open("127.0.0.1", API_PORT), "sam local start-api", 240, "start-api")
-
-
-def write_env_file(resources: dict[str, str]) -> None:
-    STATE.mkdir(parents=True, exist_ok=True)
-    ENV_FILE.write_text(json.dumps({"Parameters": function_env(resources)}, indent=2))
-
-
-def up(*, with_api: bool = True) -> None:
     started = time.monotonic()
-    STATE.mkdir(parents=True, exist_ok=True)
-    gateway = docker_gateway()
-    resources = start_aws(gateway)
-    start_sim(gateway)
-    write_env_file(resources)
-    if with_api:
-        sam_build()
-        start_api()
-    say(f"stack up in {time.monotonic() - started:.1f} s: API {APP_BASE_URL}")
-    say(f"descriptor {APP_BASE_URL}/atlassian-connect.json; logs in {LOGS}")
-
-
-def down() -> None:
-    for name in ("start-api", "sim", "moto"):
-        if processes.stop(name):
-            say(f"stopped {name}")
-
-
-def status() -> int:
-    code = 0
-    for name in ("moto", "sim", "start-api"):
-        pid = processes.running(name)
-        say(f"{name:<10} {'running, pid ' + str(pid) if pid else 'not running'}")
-        code |= pid is None
-    return code
+    try:
+        with stack.locked():
+            stack.up()
+    except StackError:
+        if once:
+            with stack.locked():
+                stack.down()
+        raise
+    played = play()
+    if once:
+        with stack.locked():
+            stack.down()
+        say(f"ONCE=1: the scenario {'passed' if played else 'FAILED'}; everything it started is stopped")
+        return 0 if played else 1
+    ready = setup_tenant()
+    seconds = time.monotonic() - started
+    if played and ready:
+        say(f"ready in {seconds:.0f} s: API {APP_BASE_URL}, the local test tenant installed and answering")
+        say("next: make call GET /pages/hello | make logs | make reload (after an edit) | make stop")
+        return 0
+    failed = " and ".join(
+        what for what, ok in (("the scenario", played), ("the local test tenant's setup", ready)) if not ok
+    )
+    say(f"FAILED: {failed} (each failed step says why above); the stack is left running for you to look: make logs")
+    return 1
 
 
 def main() -> int:
     try:
         return run_command()
-    except RuntimeError as exc:
+    except StackError as exc:
         say(f"FAILED: {exc}")
-        say(f"the logs are in {LOGS}; `make stop` stops what was started, then `make run` tries again")
         return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:  # `make logs | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    from devstack.call import add_arguments
+
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    once = sub.add_parser("run", help="make run: the stack (reused if it runs), the scenario, the test tenant ready")
+    once.add_argument("--once", action="store_true", help="stop everything after the scenario")
+    sub.add_parser("up", help="start or reuse moto, the simulated Atlassian, sam build, sam local start-api")
+    sub.add_parser("aws", help="start only moto and the simulator (what `sam local invoke` with events/ needs)")
+    play = sub.add_parser("scenario", help="play the Connect protocol against the running stack")
+    play.add_argument("--keep-tenant", action="store_true", help="then leave the local test tenant installed")
+    sub.add_parser("tenant", help="install the local test tenant and wait until it answers")
+    sub.add_parser("reload", help="build again; restart start-api only if its routes or settings changed")
+    sub.add_parser("reset", help="empty the local tables, then install the local test tenant again")
+    sub.add_parser("down", help="stop everything `up` started, by pid")
+    sub.add_parser("status", help="what is running")
+    logs = sub.add_parser("logs", help="one line per request the stack answered, followed")
+    logs.add_argument("--no-follow", action="store_true", help="print what is there and exit")
+    logs.add_argument("--raw", action="store_true", help="sam local's own output (redacted) instead")
+    logs.add_argument("-n", "--lines", type=int, default=20, help="how many past lines to show first")
+    add_arguments(sub.add_parser("call", help="sign and send a request to the running stack as the local test tenant"))
+    sub.add_parser("watch", help="reload whenever a function, the library, the template or the app changes")
+    invoke = sub.add_parser("invoke", help="sam local invoke a function of the local build with an event")
+    invoke.add_argument("function")
+    invoke.add_argument("event", type=Path)
+    resign = sub.add_parser("resign-events", help="rewrite events/*.json for now, signed for the local test tenant")
+    resign.add_argument("--out", type=Path, default=None, help="write them here instead of events/")
+    return parser
+
+
+def _locked(action: Callable[[], object]) -> int:
+    with stack.locked():
+        action()
+    return 0
+
+
+def _scenario(args: argparse.Namespace) -> int:
+    from devstack.scenario import play, setup_tenant
+
+    return 0 if play() and (not args.keep_tenant or setup_tenant()) else 1
+
+
+def _tenant(args: argparse.Namespace) -> int:
+    from devstack.scenario import setup_tenant
+
+    return 0 if setup_tenant() else 1
+
+
+def _reset(args: argparse.Namespace) -> int:
+    _locked(stack.reset)
+    return _tenant(args)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from devstack.logs import show
+
+    path = LOGS / ("start-api.log" if args.raw else "requests.log")
+    return show(path, follow=not args.no_follow, lines=args.lines)
+
+
+def _call(args: argparse.Namespace) -> int:
+    from devstack.call import call
+
+    return call(args)
+
+
+def _watch(args: argparse.Namespace) -> int:
+    from devstack.watch import watch
+
+    return watch()
+
+
+def _invoke(args: argparse.Namespace) -> int:
+    from devstack.invoke import invoke
+
+    return invoke(args.function, args.event)
+
+
+def _resign(args: argparse.Namespace) -> int:
+    from devstack.events import EVENTS, write_events
+
+    for path in write_events(args.out or EVENTS):
+        say(f"wrote {path}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "run": lambda args: run(once=args.once),
+    "up": lambda args: _locked(stack.up),
+    "aws": lambda args: _locked(lambda: stack.up(with_api=False)),
+    "scenario": _scenario,
+    "tenant": _tenant,
+    "reload": lambda args: _locked(stack.reload),
+    "reset": _reset,
+    "down": lambda args: _locked(stack.down),
+    "status": lambda args: stack.status(),
+    "logs": _logs,
+    "call": _call,
+    "watch": _watch,
+    "invoke": _invoke,
+    "resign-events": _resign,
+}
 
 
 def run_command() -> int:
-    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start moto, the simulated Atlassian, sam build and sam local start-api")
-    sub.add_parser("aws", help="start only moto and the simulator (what `sam local invoke` with events/ needs)")
-    play = sub.add_parser("scenario", help="play the Connect protocol against the running stack")
-    play.add_argument("--keep-tenant", action="store_true", help="reinstall the local tenant afterwards")
-    sub.add_parser("down", help="stop everything `up` started, by pid")
-    sub.add_parser("status", help="what is running")
-    resign = sub.add_parser("resign-events", help="rewrite events/*.json for now, signed for the local test tenant")
-    resign.add_argument("--out", type=Path, default=None, help="write them here instead of events/")
-    args = parser.parse_args()
-    if args.command == "up":
-        up()
-    elif args.command == "aws":
-        up(with_api=False)
-    elif args.command == "scenario":
-        from devstack.scenario import play as play_scenario
-        from devstack.scenario import reinstall
-
-        ok = play_scenario()
-        if args.keep_tenant and ok:
-            say("reinstalling the local test tenant so that you can try things" if reinstall() else "reinstall failed")
-        return 0 if ok else 1
-    elif args.command == "down":
-        down()
-    elif args.command == "status":
-        return status()
-    elif args.command == "resign-events":
-        from devstack.events import EVENTS, write_events
-
-        for path in write_events(args.out or EVENTS):
-            say(f"wrote {path}")
-    return 0
+    args = parser().parse_args()
+    return COMMANDS[args.command](args)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = Path(os.environ.get("DEVSTACK_DIR", ROOT / ".local" / "stack"))
+STATE = Path(os.environ.get("DEVSTACK_DIR", ROOT / ".local" / "stack")).resolve()
 LOGS = STATE / "logs"
+REQUESTS_LOG = LOGS / "requests.log"
+"""One line per request the local API answered (``make logs``), written by devstack.logpipe."""
+BUILD_DIR = STATE / "build"
+"""The local stack's own ``sam build`` output: never ``.aws-sam/build``, which ``sam build`` for AWS writes."""
+BUILT_TEMPLATE = BUILD_DIR / "template.yaml"
 
 API_PORT = int(os.environ.get("DEVSTACK_API_PORT", "3000"))
 MOTO_PORT = int(os.environ.get("DEVSTACK_MOTO_PORT", "5001"))
 SIM_PORT = int(os.environ.get("DEVSTACK_SIM_PORT", "8091"))
+API_HOST = "127.0.0.1"
 REGION = "us-east-1"
 TENANT_CACHE_SECONDS = 3
 
 APP_KEY = "connect-lambda-local"
-APP_BASE_URL = f"http://127.0.0.1:{API_PORT}"
+APP_BASE_URL = f"http://{API_HOST}:{API_PORT}"
 CONTAINER_HOST = "host.docker.internal"
 """How a function container reaches services on this machine (``--add-host host.docker.internal:host-gateway``)."""
 

@@ -6,6 +6,7 @@
 #   bash scripts/local-env.sh env      print `export` lines for a caller:  eval "$(bash scripts/local-env.sh env)"
 #   bash scripts/local-env.sh status   one line each: docker daemon, SAM CLI, Lambda base image
 #   bash scripts/local-env.sh down     stop what `up` started (dockerd, by its recorded pid)
+#   bash scripts/local-env.sh sam ...  run the SAM CLI (installed first if needed) with that environment
 #
 # State lives in $LOCAL_ENV_DIR (default <repo>/.local, gitignored):
 #   docker/          dockerd's data root        dockerd.pid   written by the dockerd that `up` started
@@ -405,10 +406,24 @@ cmd_status() {
   fi
 }
 
+cmd_sam() { # the SAM CLI with the environment `env` prints (it needs no Docker for build, validate, deploy)
+  if [ "$(sam_installed_version || true)" != "$SAM_VERSION" ] || [ ! -s "$SAMHOME/metadata.json" ]; then
+    exec 3>&2 # install progress on stderr: stdout is sam's
+    with_lock
+    ensure_sam
+    ensure_samhome
+    exec 9>&-
+  fi
+  eval "$(print_env 2>/dev/null)"
+  trap - EXIT
+  exec sam "$@"
+}
+
 case ${1:-} in
   up) cmd_up ;;
+  sam) shift; cmd_sam "$@" ;;
   env) print_env ;;
   down) cmd_down ;;
   status) cmd_status ;;
-  *) sed -n '2,8s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+  *) sed -n '2,9s/^# \{0,1\}//p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
 esac

@@ -1,13 +1,14 @@
-"""sam validate, sam build, sam local invoke of every function with its event, sam local start-api end to end."""
+"""sam validate, sam build, sam local invoke of every function with its event (make invoke), sam local start-api
+end to end (the scenario)."""
 
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
 import pytest
 import requests
 
-from devstack.product_side import tenant_token
 from tests.docker.conftest import ROOT, Stack
 
 pytestmark = pytest.mark.docker
@@ -57,35 +58,38 @@ def test_every_function_answers_its_event_through_sam_local_invoke_across_a_whol
 
     assert stack.invoke("LifecycleFunction", "lifecycle-uninstalled.json")["statusCode"] == 204
     assert stack.invoke("AuthorizerFunction", "authorizer-enabled.json")["isAuthorized"] is False, "uninstalled"
+    stack.ensure_tenant()
 
 
 def test_start_api_allows_a_signed_request_and_refuses_forged_and_missing_tokens(stack: Stack) -> None:
-    result = stack.devstack("scenario")
+    result = stack.devstack("scenario", "--keep-tenant")
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert "all steps passed" in result.stdout
 
     descriptor = requests.get(stack.api + "/atlassian-connect.json", timeout=60)
     assert descriptor.status_code == 200
-    forged = tenant_token("GET", "/pages/hello", secret="not-the-tenant-secret-at-all-000000")
-    refused = requests.get(f"{stack.api}/pages/hello?jwt={forged}", timeout=60)
-    assert refused.status_code == 403
+    assert stack.get_page().status_code == 200
+    assert stack.get_page(secret="not-the-tenant-secret-at-all-000000").status_code == 403
     assert requests.get(stack.api + "/pages/hello", timeout=60).status_code == 403
 
 
 _ELF_MACHINES = {0x3E: "x86_64", 0xB7: "arm64"}
 
 
-def test_sam_build_builds_every_function_and_the_layer_for_the_functions_architecture(stack: Stack) -> None:
-    build = ROOT / ".aws-sam" / "build"
+def native_architecture(layer: Path) -> str | None:
+    native = next((layer / "python").glob("cryptography/hazmat/bindings/_rust*.so"))
+    return _ELF_MACHINES.get(int.from_bytes(native.read_bytes()[18:20], "little"))
+
+
+def test_the_local_build_has_every_function_and_the_layer_for_the_local_architecture(stack: Stack) -> None:
+    build = stack.state / "build"
     template = (build / "template.yaml").read_text()
     for function in (ROOT / "functions").iterdir():
         if (function / "app.py").exists():
             logical_id = "".join(part.capitalize() for part in function.name.split("_")) + "Function"
             assert (build / logical_id / "app.py").exists(), logical_id
             assert logical_id in template
-    layer = build / "ConnectLayer" / "python"
-    assert (layer / "connect_lambda" / "protocol" / "tenant_token.py").exists()
-    assert (layer / "connect_apigw" / "requests.py").exists()
-    native = next(layer.glob("cryptography/hazmat/bindings/_rust*.so"))
-    machine = int.from_bytes(native.read_bytes()[18:20], "little")
-    assert _ELF_MACHINES.get(machine) == stack.env.get("LOCAL_ENV_ARCH", "x86_64")
+    layer = build / "ConnectLayer"
+    assert (layer / "python" / "connect_lambda" / "protocol" / "tenant_token.py").exists()
+    assert (layer / "python" / "connect_apigw" / "requests.py").exists()
+    assert native_architecture(layer) == stack.env.get("LOCAL_ENV_ARCH", "x86_64")
