@@ -17,13 +17,24 @@ import pytest
 from cfnlint.decode.cfn_yaml import loads as cfn_loads
 from connect_app import app
 from connect_lambda import deployment
+from connect_lambda.app.declaration import App, Capability
+from connect_lambda.app.template import render_function
 from connect_lambda.protocol.descriptor import LIFECYCLE_PATHS
 from connect_lambda.stores.tenants import BASE_URL_INDEX, INSTALLED_INDEX, PROJECTED_ATTRIBUTES
 from connect_lambda.testing.functions import function_env, load_function
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE_PATH = ROOT / "template.yaml"
-PUBLIC_ROUTES = {"POST /installed", "POST /uninstalled", "GET /atlassian-connect.json", "GET /manifest.yml"}
+# the 3LO routes carry no Atlassian token (a browser arrives from the consent page): their CSRF defence is the
+# single-use state bound to the browser's cookie (connect_lambda.grants.consent)
+PUBLIC_ROUTES = {
+    "POST /installed",
+    "POST /uninstalled",
+    "GET /atlassian-connect.json",
+    "GET /manifest.yml",
+    "GET /oauth/authorize",
+    "GET /oauth/callback",
+}
 INSTALLATIONS_ARN = {"Fn::GetAtt": ["InstallationsTable", "Arn"]}
 TABLE_ARN = {"Fn::GetAtt": ["TenantsTable", "Arn"]}
 KEY_ARN = {"Fn::GetAtt": ["SecretsKey", "Arn"]}
@@ -159,7 +170,7 @@ def test_routes_behind_the_authorizer_are_exactly_the_authorizer_route_table(tem
     assert set(authorizer_routes) - authorized == set(), "route table entries the template does not declare"
 
 
-def test_only_installed_uninstalled_and_the_descriptor_bypass_the_authorizer(template):
+def test_only_installed_uninstalled_the_descriptor_manifest_and_the_3lo_flow_bypass_the_authorizer(template):
     public = {route for _, route, behind in http_routes(template) if not behind}
     assert public == PUBLIC_ROUTES
 
@@ -400,3 +411,77 @@ def test_no_function_sets_a_reserved_lambda_variable(template):
     for resource in functions(template).values():
         variables |= set(((resource["Properties"].get("Environment") or {}).get("Variables")) or {})
     assert variables & LAMBDA_RESERVED_VARIABLES == set()
+
+
+GRANTS_ARN = {"Fn::GetAtt": ["GrantsTable", "Arn"]}
+CLIENT_SECRET_READS = {
+    (
+        "ssm:GetParameter",
+        res(
+            {
+                "Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+                "${OAuthClientSecretParameter}"
+            }
+        ),
+        "OAuthClientSecretInSsm",
+    ),
+    ("secretsmanager:GetSecretValue", res({"Ref": "OAuthClientSecretParameter"}), "OAuthClientSecretInSecretsManager"),
+}
+
+
+def test_the_oauth_function_may_only_consume_states_store_grants_seal_and_read_the_client_secret(template):
+    found = grants(template["Resources"]["OAuthFunction"])
+    assert found == {
+        ("dynamodb:PutItem", res(GRANTS_ARN), None),
+        ("dynamodb:DeleteItem", res(GRANTS_ARN), None),
+        ("kms:Encrypt", res(KEY_ARN), None),
+        SSM_GRANT,
+        *CLIENT_SECRET_READS,
+    }
+    routes = {route for name, route, behind in http_routes(template) if name == "OAuthFunction"}
+    assert routes == {"GET /oauth/authorize", "GET /oauth/callback"}
+
+
+def test_only_functions_that_use_grants_read_the_client_secret_and_nobody_reads_any_other_parameter(template):
+    readers = {
+        name
+        for name, resource in functions(template).items()
+        for action, _, _ in grants(resource)
+        if action in ("secretsmanager:GetSecretValue",)
+    }
+    assert readers == {"OAuthFunction", "TokenRefresherFunction", "IntegrationFunction"}
+    for name, resource in functions(template).items():
+        for action, target, condition in grants(resource):
+            if action.startswith("ssm:") or action.startswith("secretsmanager:"):
+                assert (action, target, condition) in CLIENT_SECRET_READS | {SSM_GRANT}, name
+
+
+def test_the_refresher_may_rotate_grants_and_query_only_their_due_index(template):
+    found = grants(template["Resources"]["TokenRefresherFunction"])
+    assert ("dynamodb:UpdateItem", res(GRANTS_ARN), None) in found
+    assert ("dynamodb:Query", res({"Fn::Sub": "${GrantsTable.Arn}/index/due-index"}), None) in found
+    assert not {action for action, target, _ in found if target == res(GRANTS_ARN)} - {"dynamodb:UpdateItem"}
+    assert found >= CLIENT_SECRET_READS
+
+
+def test_the_grants_table_is_on_demand_recoverable_encrypted_with_the_key_with_a_due_index_and_a_ttl(template):
+    props = template["Resources"]["GrantsTable"]["Properties"]
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"]["KMSMasterKeyId"] == {"Ref": "SecretsKey"}
+    assert props["TimeToLiveSpecification"] == {"AttributeName": "ttl", "Enabled": True}
+    (index,) = props["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "due-index"
+    assert [key["AttributeName"] for key in index["KeySchema"]] == ["dueBucket", "dueAt"]
+
+
+def test_a_function_declaring_the_api_token_reads_that_parameter_and_nothing_else(template):
+    reports = App(name="t", description="t", scopes=("READ",))
+    scripts = reports.function("scripts", description="service-account reports", uses=(Capability.API_TOKEN,))
+    block = render_function(reports, reports.functions[scripts.function])
+    assert "ReadApiToken" in block
+    assert "ApiTokenInSsm" in block
+    assert "ApiTokenInSecretsManager" in block
+    assert "OAuthClientSecret" not in block
+    assert "GrantsTable" not in block
+    assert {"ApiTokenInSsm", "ApiTokenInSecretsManager"} <= set(template["Conditions"])

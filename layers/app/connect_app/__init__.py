@@ -39,6 +39,16 @@ context_api = app.function(
 )
 context_api.context_api("myself", "GET", "/api/myself")
 
+integration = app.function(
+    "integration",
+    description="Sample 3LO integration: the calling user's own OAuth 2.0 grant, used and revoked",
+    uses=(Capability.TENANTS, Capability.GRANTS),
+    timeout_seconds=29,
+)
+# the app's front end (a context token names the user) reads through the user's grant, and lets them revoke it
+integration.context_api("integration-myself", "GET", "/api/integration/myself")
+integration.context_api("integration-grant", "DELETE", "/api/integration/grant")
+
 webhook = app.function(
     "webhook",
     description="Sample webhook route, processed once per delivery (Powertools idempotency)",

@@ -1,7 +1,8 @@
 """The scheduled token refresher (EventBridge, every five minutes): framework code, never the app's.
 
 It refreshes the user tokens that are due and in use and lets cold ones expire
-(:func:`connect_lambda.stores.refresher.refresh_due_tokens`), within a time budget that leaves the function time to
+(:func:`connect_lambda.stores.refresher.refresh_due_tokens`), then, in a 3LO deployment, the grants that are due
+(:func:`connect_lambda.grants.refresher.refresh_due_grants`), within a time budget that leaves the function time to
 report before its own timeout.
 """
 
@@ -12,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 from connect_lambda import deployment as deployments
-from connect_lambda.stores.refresher import RefreshPolicy, refresh_due_tokens
+from connect_lambda.stores.refresher import RefreshPolicy, RefreshReport, refresh_due_tokens
 
 from connect_apigw.observability import make_logger, make_metrics
 
@@ -38,26 +39,36 @@ class TokenRefresherFunction:
 
     def run(self, time_budget_seconds: float = 45.0) -> dict[str, int]:
         deployment = self.deployment
+        started = deployment.clock()
         report = refresh_due_tokens(
             deployment.user_tokens,
             deployment.tenants,
-            policy=RefreshPolicy(time_budget_seconds=time_budget_seconds),
+            policy=RefreshPolicy(time_budget_seconds=time_budget_seconds / 2),
             clock=deployment.clock,
         )
-        for name, value in (
-            ("TokensRefreshed", report.refreshed),
-            ("TokensFailed", report.failed),
-            ("TokensSkipped", report.skipped),
-        ):
-            self.metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
-        summary = {
+        summary = self._record("Tokens", "", report)
+        if deployment.settings.has("grants_table") and deployment.oauth_enabled:
+            from connect_lambda.grants.refresher import GrantRefreshPolicy, refresh_due_grants  # noqa: PLC0415
+
+            remaining = max(1.0, time_budget_seconds - (deployment.clock() - started))
+            grants = refresh_due_grants(
+                deployment.grants, policy=GrantRefreshPolicy(time_budget_seconds=remaining), clock=deployment.clock
+            )
+            summary |= self._record("Grants", "grants_", grants)
+        self.logger.info("token refresh run", extra=summary)
+        return summary
+
+    def _record(self, metric: str, prefix: str, report: RefreshReport) -> dict[str, int]:
+        counts = {
             "refreshed": report.refreshed,
             "failed": report.failed,
             "skipped": report.skipped,
             "examined": report.examined,
         }
-        self.logger.info("token refresh run", extra=summary)
-        return summary
+        for name, value in counts.items():
+            if name != "examined":
+                self.metrics.add_metric(name=f"{metric}{name.capitalize()}", unit=MetricUnit.Count, value=value)
+        return {prefix + name: value for name, value in counts.items()}
 
     def _lambda(self, event: dict[str, Any], context: LambdaContext) -> dict[str, int]:
         # leave time to report: stop refreshing well before the function's own timeout

@@ -131,3 +131,25 @@ def caller_identity(event: Mapping[str, Any]) -> CallerIdentity:
         token_kind=str(context.get("tokenKind", "")),
         issued_at=float(issued_at) if isinstance(issued_at, int | float) else 0.0,
     )
+
+
+MAX_COOKIES = 50
+
+
+def request_cookies(event: Mapping[str, Any]) -> dict[str, list[str]]:
+    """The request's cookies by name (every value, so that a duplicated name is seen, not silently reduced).
+
+    Payload 2.0 events carry them in ``cookies`` (one ``name=value`` per entry), not in a ``cookie`` header; the
+    header is read only when the list is absent (``sam local`` and hand-made events).
+    """
+    entries = event.get("cookies")
+    if not isinstance(entries, list):
+        header = lower_headers(headers if isinstance(headers := event.get("headers"), dict) else None).get("cookie")
+        entries = header.split(";") if header else []
+    found: dict[str, list[str]] = {}
+    for entry in entries[:MAX_COOKIES]:
+        if not isinstance(entry, str) or "=" not in entry:
+            continue
+        name, _, value = entry.strip().partition("=")
+        found.setdefault(name.strip(), []).append(value.strip())
+    return found

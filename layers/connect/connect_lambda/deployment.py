@@ -30,10 +30,14 @@ if TYPE_CHECKING:
     from mypy_boto3_kms import KMSClient
 
     from connect_lambda.forge.invocation_token import InvocationTokenVerifier
+    from connect_lambda.grants.atlassian import AtlassianOAuth
+    from connect_lambda.grants.consent import ConsentFlow
+    from connect_lambda.grants.store import GrantStore
     from connect_lambda.product.client import ProductClient
     from connect_lambda.product.forge import ForgeSessions
     from connect_lambda.protocol.install_token import SignedInstallVerifier
     from connect_lambda.protocol.tenant_token import TenantTokenVerifier
+    from connect_lambda.secrets import Secret
     from connect_lambda.stores.deliveries import Deliveries
     from connect_lambda.stores.installations import InstallationStore
     from connect_lambda.stores.receipts import LifecycleReceipts
@@ -263,6 +267,10 @@ class Deployment:
                 allowed_tenant_hosts=config.allowed_tenant_hosts,
                 forge_api_hosts=config.forge_api_hosts,
                 user_tokens=self.user_tokens if config.has("token_cache_table") else None,
+                grants=(lambda: self.grants) if config.has("grants_table") else None,
+                oauth_api_url=config.atlassian_api_url,
+                oauth_api_hosts=config.oauth_api_hosts,
+                api_token=self._api_token if config.has("api_token_parameter") else None,
                 clock=self.clock,
             )
 
@@ -326,6 +334,84 @@ class Deployment:
 
         sessions: ForgeSessions = self._once("forge_sessions", build)
         return sessions
+
+    # --- OAuth 2.0 (3LO) and API tokens -------------------------------------------------------------------------
+    def _secret(self, setting: str, what: str) -> Secret:
+        """A secret named by a setting, read once per container (kept in memory only)."""
+
+        def build() -> Secret:
+            from connect_lambda.secrets import read_secret
+
+            return read_secret(self.settings.resource(setting), what=what)
+
+        secret: Secret = self._once(setting, build)
+        return secret
+
+    def _api_token(self) -> tuple[str, Secret]:
+        return self.settings.resource("api_token_email"), self._secret("api_token_parameter", "API token")
+
+    @property
+    def oauth_enabled(self) -> bool:
+        """Whether this deployment is a 3LO integration (``OAUTH_CLIENT_ID`` set); without it the routes are 404."""
+        return bool(self.settings.oauth_client_id)
+
+    @property
+    def atlassian_oauth(self) -> AtlassianOAuth:
+        def build() -> AtlassianOAuth:
+            from connect_lambda.grants.atlassian import AtlassianOAuth
+
+            config = self.settings
+            if not config.oauth_client_id:
+                raise ConfigurationError("OAUTH_CLIENT_ID is not set: this deployment has no 3LO integration")
+            config.resource("oauth_client_secret_parameter")  # fail at build, not at the first refresh
+            return AtlassianOAuth(
+                auth_url=config.atlassian_auth_url,
+                api_url=config.atlassian_api_url,
+                client_id=config.oauth_client_id,
+                client_secret=lambda: self._secret("oauth_client_secret_parameter", "OAuth client secret").value,
+                clock=self.clock,
+            )
+
+        client: AtlassianOAuth = self._once("atlassian_oauth", build)
+        return client
+
+    @property
+    def grants(self) -> GrantStore:
+        def build() -> GrantStore:
+            from connect_lambda.grants.store import GrantStore
+
+            config = self.settings
+            return GrantStore(
+                table_name=config.resource("grants_table"),
+                key_id=config.resource("secrets_key_id"),
+                app_key=config.app_key,
+                atlassian=lambda: self.atlassian_oauth,
+                memory_seconds=config.tenant_cache_seconds,
+                clock=self.clock,
+                **self._aws(),
+            )
+
+        store: GrantStore = self._once("grants", build)
+        return store
+
+    @property
+    def consent(self) -> ConsentFlow:
+        def build() -> ConsentFlow:
+            from connect_lambda.grants.consent import ConsentFlow
+
+            config = self.settings
+            return ConsentFlow(
+                table_name=config.resource("grants_table"),
+                app_base_url=config.app_base_url,
+                scopes=config.oauth_scopes,
+                atlassian=lambda: self.atlassian_oauth,
+                grants=lambda: self.grants,
+                dynamodb=self._aws()["dynamodb"],
+                clock=self.clock,
+            )
+
+        flow: ConsentFlow = self._once("consent", build)
+        return flow
 
 
 @functools.cache

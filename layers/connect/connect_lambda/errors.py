@@ -66,6 +66,13 @@ class Reason(StrEnum):
     API_BASE_URL_NOT_ALLOWED = "api_base_url_not_allowed"
     INVALID_PRINCIPAL = "invalid_principal"
     FORGE_KEYS_UNAVAILABLE = "forge_keys_unavailable"
+    # OAuth 2.0 (3LO) grants
+    INVALID_STATE = "invalid_state"
+    CONSENT_DECLINED = "consent_declined"
+    INVALID_CODE = "invalid_code"
+    GRANT_MISSING = "grant_missing"
+    GRANT_REVOKED = "grant_revoked"
+    SITE_NOT_GRANTED = "site_not_granted"
     # configuration
     INVALID_CONFIGURATION = "invalid_configuration"
     # outbound calls (product, authorization server) and storage

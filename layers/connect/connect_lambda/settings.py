@@ -21,6 +21,13 @@ from connect_lambda.forge.ids import normalise_app_id
 from connect_lambda.protocol.hosts import DEFAULT_ALLOWED_TENANT_HOSTS, HostPattern, parse_host_patterns
 
 DEFAULT_FORGE_API_HOSTS = "api.atlassian.com"
+DEFAULT_ATLASSIAN_AUTH_URL = "https://auth.atlassian.com"
+DEFAULT_ATLASSIAN_API_URL = "https://api.atlassian.com"
+MAX_OAUTH_SCOPES = 50
+_OAUTH_CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_OAUTH_SCOPE = re.compile(r"[a-z][a-z0-9:._-]{0,99}")
+_SECRET_NAME = re.compile(r"[A-Za-z0-9/_.:+=@-]{1,2048}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[A-Za-z0-9.-]{1,253}")
 DEFAULT_LEEWAY_SECONDS = 30
 MAX_LEEWAY_SECONDS = 60
 DEFAULT_TENANT_CACHE_SECONDS = 60
@@ -87,7 +94,11 @@ _RESOURCES = {
     "idempotency_table": "IDEMPOTENCY_TABLE",
     "app_settings_table": "APP_SETTINGS_TABLE",
     "installations_table": "INSTALLATIONS_TABLE",
+    "grants_table": "GRANTS_TABLE",
     "secrets_key_id": "SECRETS_KEY_ID",
+    "oauth_client_secret_parameter": "OAUTH_CLIENT_SECRET_PARAMETER",
+    "api_token_email": "API_TOKEN_EMAIL",
+    "api_token_parameter": "API_TOKEN_PARAMETER",
 }
 
 
@@ -123,6 +134,22 @@ class Settings:
     forge_api_hosts: tuple[HostPattern, ...] = parse_host_patterns(DEFAULT_FORGE_API_HOSTS)
     """Hosts a FIT's ``app.apiBaseUrl`` may name; the product client sends Forge tokens nowhere else."""
     secrets_key_id: str | None = None
+    grants_table: str | None = None
+    oauth_client_id: str | None = None
+    """The OAuth 2.0 (3LO) integration's client id. Without it ``/oauth/authorize`` and ``/oauth/callback`` are 404."""
+    oauth_client_secret_parameter: str | None = None
+    """Where the client secret is: an SSM SecureString name, or a Secrets Manager ARN or ``secretsmanager:<name>``.
+    The secret itself is never configuration."""
+    oauth_scopes: tuple[str, ...] = ()
+    """The 3LO scopes asked for (``offline_access`` is always added: without it a grant dies with its first token)."""
+    atlassian_auth_url: str = DEFAULT_ATLASSIAN_AUTH_URL
+    """Atlassian's authorization server for 3LO (``/authorize``, ``/oauth/token``); overridden by the local stack."""
+    atlassian_api_url: str = DEFAULT_ATLASSIAN_API_URL
+    """Atlassian's API gateway for 3LO (``/me``, ``/oauth/token/accessible-resources``, ``/ex/{product}/{cloudId}``)."""
+    api_token_email: str | None = None
+    """The account an API-token session authenticates as (``Authorization: Basic`` of email and token)."""
+    api_token_parameter: str | None = None
+    """Where that account's API token is (SSM SecureString or Secrets Manager, like the client secret)."""
 
     def __post_init__(self) -> None:
         if not _APP_KEY.fullmatch(self.app_key):
@@ -132,11 +159,33 @@ class Settings:
             raise ConfigurationError(f"JWT_LEEWAY_SECONDS must be between 0 and {MAX_LEEWAY_SECONDS}")
         if not self.allowed_tenant_hosts:
             raise ConfigurationError("ALLOWED_TENANT_HOSTS is empty")
+        if self.oauth_client_id is not None and not _OAUTH_CLIENT_ID.fullmatch(self.oauth_client_id):
+            raise ConfigurationError("OAUTH_CLIENT_ID must be 1 to 128 letters, digits, '-' or '_'")
+        for name, value in (
+            ("OAUTH_CLIENT_SECRET_PARAMETER", self.oauth_client_secret_parameter),
+            ("API_TOKEN_PARAMETER", self.api_token_parameter),
+        ):
+            if value is not None and not _SECRET_NAME.fullmatch(value):
+                raise ConfigurationError(f"{name} must be an SSM parameter name or a Secrets Manager name or ARN")
+        if len(self.oauth_scopes) > MAX_OAUTH_SCOPES or not all(map(_OAUTH_SCOPE.fullmatch, self.oauth_scopes)):
+            raise ConfigurationError(f"OAUTH_SCOPES must be at most {MAX_OAUTH_SCOPES} scope names (e.g. read:me)")
+        if self.api_token_email is not None and not _EMAIL.fullmatch(self.api_token_email):
+            raise ConfigurationError("API_TOKEN_EMAIL must be an email address")
+        _http_url("ATLASSIAN_AUTH_URL", self.atlassian_auth_url)
+        _http_url("ATLASSIAN_API_URL", self.atlassian_api_url)
 
     @property
     def base_path(self) -> str:
         """The context path of the app: removed from request paths before the qsh is computed."""
         return urlsplit(self.app_base_url).path.rstrip("/")
+
+    @property
+    def oauth_api_hosts(self) -> tuple[HostPattern, ...]:
+        """Where 3LO tokens may be sent: the configured API gateway's host only (https, or the local stack's http)."""
+        parts = urlsplit(self.atlassian_api_url)
+        if parts.scheme == "http":
+            return parse_host_patterns(f"http://{parts.netloc}")
+        return parse_host_patterns(parts.hostname or "")
 
     def resource(self, name: str) -> str:
         """A resource this function needs (``tenants_table``...); a function not given it fails closed."""
@@ -182,6 +231,7 @@ class Settings:
             installations_table=_optional(env, "INSTALLATIONS_TABLE"),
             secrets_key_id=_optional(env, "SECRETS_KEY_ID"),
             **_forge(env),
+            **_oauth(env),
         )
 
 
@@ -209,4 +259,17 @@ def _forge(env: Mapping[str, str]) -> dict[str, Any]:
         "forge_staging": staging,
         "forge_ic_jwks_template": template,
         "forge_api_hosts": parse_host_patterns(hosts),
+    }
+
+
+def _oauth(env: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "grants_table": _optional(env, "GRANTS_TABLE"),
+        "oauth_client_id": _optional(env, "OAUTH_CLIENT_ID"),
+        "oauth_client_secret_parameter": _optional(env, "OAUTH_CLIENT_SECRET_PARAMETER"),
+        "oauth_scopes": tuple(dict.fromkeys(env.get("OAUTH_SCOPES", "").split())),
+        "atlassian_auth_url": _optional_url(env, "ATLASSIAN_AUTH_URL") or DEFAULT_ATLASSIAN_AUTH_URL,
+        "atlassian_api_url": _optional_url(env, "ATLASSIAN_API_URL") or DEFAULT_ATLASSIAN_API_URL,
+        "api_token_email": _optional(env, "API_TOKEN_EMAIL"),
+        "api_token_parameter": _optional(env, "API_TOKEN_PARAMETER"),
     }

@@ -142,3 +142,12 @@ class CallerProduct:
         if caller.credential is Credential.FORGE:
             return deployment.forge_sessions.as_user(caller)
         return deployment.product.as_user(caller.tenant, caller.account_id, scopes)
+
+    def as_oauth_user(self, site: str | None = None, product: str = "jira") -> ProductSession:
+        """Calls with the calling user's own 3LO grant (their Atlassian account granted this app access through
+        ``/oauth/authorize``), to ``site`` (a granted cloud id or URL; by default this request's Connect site)."""
+        caller = self._caller
+        if not caller.account_id:
+            raise ForbiddenError("this request acts as no user (the token carries no account)")
+        target = site if site is not None else caller.tenant.base_url
+        return caller._deployment().product.as_oauth_user(caller.account_id, target, product)

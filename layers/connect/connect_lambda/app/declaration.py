@@ -61,7 +61,10 @@ class Capability(StrEnum):
     FORGE_TOKENS = "forge-tokens"
     """The Forge installations (mapping and cached system tokens): ``caller.product`` on Forge routes."""
     GRANTS = "grants"
-    """OAuth 2.0 (3LO) grants: the authorize/callback flow and ``product.as_oauth_user(...)``."""
+    """OAuth 2.0 (3LO) grants: ``caller.product.as_oauth_user(...)`` / ``product.as_oauth_user(...)`` (reads the
+    grants and the client secret, which a refresh needs)."""
+    API_TOKEN = "api-token"  # noqa: S105 - a capability name, not a secret
+    """The configured API token: ``product.with_api_token(site)`` (reads the token's parameter, nothing else)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,9 +44,14 @@ _TABLES = {
     ),
     Capability.GRANTS: (
         "GrantsTable",
-        ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
+        ("dynamodb:GetItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"),
         "GRANTS_TABLE",
     ),
+}
+# secrets a capability reads (condition names and parameter of template.yaml): only the one it needs, where it is
+_SECRETS = {
+    Capability.GRANTS: ("OAuthClientSecret", "OAuthClientSecretParameter", "ReadOAuthClientSecret"),
+    Capability.API_TOKEN: ("ApiToken", "ApiTokenParameter", "ReadApiToken"),
 }
 _KMS = {
     Capability.TENANTS: ("kms:Decrypt",),
@@ -65,6 +70,27 @@ _SSM_BASE_URL = f"""        - !If
           - !Ref AWS::NoValue"""
 
 
+def _secret_reads(capability: Capability) -> str:
+    condition, parameter, sid = _SECRETS[capability]
+    ssm = f"arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter${{{parameter}}}"
+    return f"""        - !If
+          - {condition}InSsm
+          - Statement:
+              - Sid: {sid}
+                Effect: Allow
+                Action: ssm:GetParameter
+                Resource: !Sub "{ssm}"
+          - !Ref AWS::NoValue
+        - !If
+          - {condition}InSecretsManager
+          - Statement:
+              - Sid: {sid}
+                Effect: Allow
+                Action: secretsmanager:GetSecretValue
+                Resource: !Ref {parameter}
+          - !Ref AWS::NoValue"""
+
+
 def _camel(name: str) -> str:
     return "".join(part.capitalize() for part in re.split(r"[-_]", name))
 
@@ -77,6 +103,8 @@ def _flow(values: Iterable[str]) -> str:
 def _statements(function: Function) -> list[str]:
     statements: list[str] = []
     for capability in sorted(function.capabilities):
+        if capability not in _TABLES:
+            continue
         table, actions, _ = _TABLES[capability]
         statements.append(
             f"            - Sid: {_camel(capability.value)}Records\n"
@@ -123,7 +151,7 @@ def render_function(app: App, function: Function) -> str:
         f"          POWERTOOLS_SERVICE_NAME: connect-{function.name.replace('_', '-')}",
     ]
     for capability in sorted(function.capabilities):
-        table, _, variable = _TABLES[capability]
+        table, _, variable = _TABLES.get(capability, ("", (), None))
         if variable:
             lines.append(f"          {variable}: !Ref {table}")
     lines.append("      Policies:")
@@ -132,6 +160,7 @@ def render_function(app: App, function: Function) -> str:
         lines.append("        - Statement:")
         lines += statements
     lines.append(_SSM_BASE_URL)
+    lines += [_secret_reads(capability) for capability in sorted(function.capabilities) if capability in _SECRETS]
     routes = app.routes_of(function.name)
     if routes:
         lines.append("      Events:")

@@ -37,10 +37,12 @@ from connect_lambda.errors import (
     UpstreamError,
 )
 from connect_lambda.product.credentials import (
+    ApiTokenCredential,
     BearerCredential,
     ConnectAppCredential,
     ConnectUserCredential,
     Credential,
+    OAuthUserCredential,
 )
 from connect_lambda.product.transport import DEFAULT_MAX_ANSWER_BYTES, Attempt, ProductResponse, Transport
 from connect_lambda.protocol.hosts import HostPattern
@@ -50,9 +52,12 @@ from connect_lambda.tenancy.directory import TenantLookup
 from connect_lambda.tenancy.tenant import Tenant
 
 if TYPE_CHECKING:
+    from connect_lambda.grants.store import GrantStore
+    from connect_lambda.secrets import Secret
     from connect_lambda.stores.user_tokens import UserTokenCache
 
 RETRYABLE = frozenset({429, 503})
+OAUTH_PRODUCTS = frozenset({"jira", "confluence"})
 NO_BODY_METHODS = frozenset({"GET", "HEAD", "DELETE", "OPTIONS"})
 MAX_REDIRECTS = 3
 
@@ -110,6 +115,10 @@ class ProductClient:
         allowed_tenant_hosts: tuple[HostPattern, ...],
         forge_api_hosts: tuple[HostPattern, ...] = (),
         user_tokens: UserTokenCache | None = None,
+        grants: Callable[[], GrantStore] | None = None,
+        oauth_api_url: str | None = None,
+        oauth_api_hosts: tuple[HostPattern, ...] = (),
+        api_token: Callable[[], tuple[str, Secret]] | None = None,
         session: requests.Session | None = None,
         connect_timeout: float = 3.05,
         read_timeout: float = 15.0,
@@ -124,6 +133,10 @@ class ProductClient:
         self._allowed_hosts = allowed_tenant_hosts
         self._forge_api_hosts = forge_api_hosts
         self._user_tokens = user_tokens
+        self._grants = grants
+        self._oauth_api_url = oauth_api_url
+        self._oauth_api_hosts = oauth_api_hosts
+        self._api_token = api_token
         self.transport = Transport(
             session,
             connect_timeout=connect_timeout,
@@ -189,6 +202,43 @@ class ProductClient:
         """Calls with a Forge token (``forge-app``: the system token; ``forge-user``: the invoking user's) against
         the installation's ``apiBaseUrl``, which must be on ``FORGE_API_HOSTS``."""
         return self.with_bearer(api_base_url, token, kind=kind, label=installation_id, hosts=self._forge_api_hosts)
+
+    def as_oauth_user(self, account_id: str, site: str, product: str = "jira") -> ProductSession:
+        """Calls as a 3LO user who granted this app access to ``site`` (a granted cloud id or site URL), through
+        Atlassian's API gateway: ``{ATLASSIAN_API_URL}/ex/{product}/{cloudId}`` + path, ``Authorization: Bearer``.
+
+        The token comes from the account's grant, refreshed in its single flight; a 401 refreshes once. Raises
+        :class:`~connect_lambda.grants.store.GrantMissingError` / ``GrantRevokedError`` when the user must consent
+        (again), ``SiteNotGrantedError`` for a site outside the grant."""
+        if self._grants is None or self._oauth_api_url is None:
+            raise ConfigurationError("this function has no OAuth 2.0 grants (declare Capability.GRANTS)")
+        if product not in OAUTH_PRODUCTS:
+            raise ProductRequestError(f"3LO calls go to one of {sorted(OAUTH_PRODUCTS)}, not {product!r}")
+        grants = self._grants()
+        grant = grants.get(account_id)
+        if grant is None:
+            from connect_lambda.grants.store import GrantMissingError  # noqa: PLC0415
+
+            raise GrantMissingError("this account has not granted the app access: the user must authorize first")
+        granted = grant.site(site)
+        base_url = f"{self._oauth_api_url}/ex/{product}/{granted.cloud_id}"
+        try:
+            checked = tenant_base_url(base_url, self._oauth_api_hosts, field="3LO API URL")
+        except InvalidPayloadError as exc:
+            raise ConfigurationError("ATLASSIAN_API_URL is not a URL the product client may call") from exc
+        return ProductSession(self, checked, OAuthUserCredential(grants, account_id), f"site {granted.cloud_id}")
+
+    def with_api_token(self, site: str) -> ProductSession:
+        """Calls to ``site`` (a product base URL on ``ALLOWED_TENANT_HOSTS``) as the account of the configured API
+        token (``API_TOKEN_EMAIL``, the token read from ``API_TOKEN_PARAMETER`` once per container)."""
+        if self._api_token is None:
+            raise ConfigurationError("this function has no API token (API_TOKEN_EMAIL and API_TOKEN_PARAMETER)")
+        try:
+            checked = tenant_base_url(site, self._allowed_hosts, field="site")
+        except InvalidPayloadError as exc:
+            raise ProductRequestError("refusing to send the API token to a site off ALLOWED_TENANT_HOSTS") from exc
+        email, token = self._api_token()
+        return ProductSession(self, checked, ApiTokenCredential(email, token.value), checked)
 
 
 class ProductSession:

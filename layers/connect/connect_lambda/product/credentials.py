@@ -6,6 +6,7 @@ The session asks its credential for the ``Authorization`` value of each attempt,
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
@@ -13,6 +14,7 @@ from connect_lambda.protocol.signing import AppSigner
 from connect_lambda.tenancy.tenant import Tenant
 
 if TYPE_CHECKING:
+    from connect_lambda.grants.store import GrantStore, GrantToken
     from connect_lambda.stores.user_tokens import UserTokenCache
 
 
@@ -82,3 +84,50 @@ class BearerCredential:
 
     def __repr__(self) -> str:  # the token is a credential: never in a repr
         return f"BearerCredential(kind={self.kind!r})"
+
+
+class OAuthUserCredential:
+    """A 3LO user: the grant's access token, refreshed in the grant's single flight. After a 401 the next token is
+    of a later rotation than the refused one (never the same token again, never a second refresh for it)."""
+
+    kind = "oauth-user"
+    can_refresh = True
+
+    def __init__(self, grants: GrantStore, account_id: str) -> None:
+        self._grants = grants
+        self._account_id = account_id
+        self._token: GrantToken | None = None
+        self._rejected: GrantToken | None = None
+
+    def authorization(self, method: str, wire_url: str) -> str:
+        if self._token is None:
+            self._token = self._grants.access_token(self._account_id, rejected=self._rejected)
+        return "Bearer " + self._token.value
+
+    def refresh(self) -> None:
+        self._rejected, self._token = self._token, None
+
+    def __repr__(self) -> str:
+        return f"OAuthUserCredential(account_id={self._account_id!r})"
+
+
+class ApiTokenCredential:
+    """An Atlassian account's API token (scripts, service accounts): ``Authorization: Basic`` of email and token.
+
+    Nothing to refresh: a 401 means the token was revoked or the email is wrong, and is final."""
+
+    kind = "api-token"
+    can_refresh = False
+
+    def __init__(self, email: str, token: str) -> None:
+        self._header = "Basic " + base64.b64encode(f"{email}:{token}".encode()).decode("ascii")
+        self._email = email
+
+    def authorization(self, method: str, wire_url: str) -> str:
+        return self._header
+
+    def refresh(self) -> None:
+        raise NotImplementedError("an API token is replaced by its owner, not by the product client")
+
+    def __repr__(self) -> str:
+        return f"ApiTokenCredential(email={self._email!r})"

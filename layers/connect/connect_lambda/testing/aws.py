@@ -280,6 +280,7 @@ class AwsWorld:
     idempotency_table: str
     settings_table: str
     installations_table: str
+    grants_table: str
 
     @classmethod
     def create(cls, key_arn: str | None = None) -> AwsWorld:
@@ -295,6 +296,7 @@ class AwsWorld:
             idempotency_table=create_table_from_template(dynamodb, "IdempotencyTable", key_arn),
             settings_table=create_table_from_template(dynamodb, "AppSettingsTable", key_arn),
             installations_table=create_table_from_template(dynamodb, "InstallationsTable", key_arn),
+            grants_table=create_table_from_template(dynamodb, "GrantsTable", key_arn),
         )
 
     def store(self, *, app_key: str = APP_KEY, dynamodb: Any = None, kms: Any = None, **kwargs: Any) -> TenantStore:
@@ -334,4 +336,5 @@ class AwsWorld:
             "IDEMPOTENCY_TABLE": self.idempotency_table,
             "APP_SETTINGS_TABLE": self.settings_table,
             "INSTALLATIONS_TABLE": self.installations_table,
+            "GRANTS_TABLE": self.grants_table,
         }

@@ -14,14 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import boto3
 import requests
 from botocore.config import Config
 
 from connect_lambda.errors import ConnectError
+from connect_lambda.grants.atlassian import AtlassianOAuth
+from connect_lambda.grants.store import GrantStore
 from connect_lambda.product.oauth import TokenExchange
 from connect_lambda.stores.user_tokens import UserTokenCache
 from connect_lambda.tenancy.tenant import Tenant, TenantState
@@ -90,6 +92,11 @@ class Setup:
             lease_seconds=self.lease_seconds,
         )
 
+    def requester(self, dynamodb: Any, kms: Any) -> Callable[[str], str]:
+        """One requester (its own cache, its own lease owner): account id -> the access token it got."""
+        cache, tenant = self.cache(dynamodb, kms), self.tenant.key()
+        return lambda account_id: cache.token_for(tenant, account_id, ["READ"]).value
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -99,26 +106,34 @@ class Outcome:
     seconds: float
 
 
-def _request(cache: UserTokenCache, tenant: Tenant, account_id: str, go: Any) -> Outcome:
+class RequesterSetup(Protocol):
+    """What the harness needs from a setup (picklable): AWS clients, and a requester built on them."""
+
+    def clients(self) -> tuple[Any, Any]: ...
+
+    def requester(self, dynamodb: Any, kms: Any) -> Callable[[str], str]: ...
+
+
+def _request(requester: Callable[[str], str], account_id: str, go: Any) -> Outcome:
     go.wait(REQUESTER_TIMEOUT)
     started = time.monotonic()
     try:
-        value = cache.token_for(tenant, account_id, ["READ"]).value
+        value = requester(account_id)
     except ConnectError as exc:
         return Outcome(account_id, None, type(exc).__name__, time.monotonic() - started)
     return Outcome(account_id, value, None, time.monotonic() - started)
 
 
-def requester_process(setup: Setup, accounts: list[str], ready: Any, go: Any, results: Any) -> None:
+def requester_process(setup: RequesterSetup, accounts: list[str], ready: Any, go: Any, results: Any) -> None:
     """One 'container': a thread per requester, each with its own cache; reports one Outcome per requester."""
     os.environ.update(AWS_ENV)
     dynamodb, kms = setup.clients()
-    tenant = setup.tenant.key()
-    caches = [setup.cache(dynamodb, kms) for _ in accounts]
+    requesters = [setup.requester(dynamodb, kms) for _ in accounts]
     with ThreadPoolExecutor(max_workers=len(accounts)) as pool:
         ready.put(os.getpid())
         futures = [
-            pool.submit(_request, cache, tenant, account, go) for cache, account in zip(caches, accounts, strict=True)
+            pool.submit(_request, requester, account, go)
+            for requester, account in zip(requesters, accounts, strict=True)
         ]
         for future in futures:
             try:
@@ -127,7 +142,7 @@ def requester_process(setup: Setup, accounts: list[str], ready: Any, go: Any, re
                 results.put(Outcome("?", None, f"unexpected {type(exc).__name__}", 0.0))
 
 
-def run_in_processes(setup: Setup, accounts: list[str], processes: int) -> list[Outcome]:
+def run_in_processes(setup: RequesterSetup, accounts: list[str], processes: int) -> list[Outcome]:
     context = multiprocessing.get_context("spawn")
     ready, results, go = context.Queue(), context.Queue(), context.Event()
     groups = [accounts[i::processes] for i in range(processes)]
@@ -147,6 +162,10 @@ def run_in_processes(setup: Setup, accounts: list[str], processes: int) -> list[
     return outcomes
 
 
+def _token_of(cache: UserTokenCache, tenant: Tenant) -> Callable[[str], str]:
+    return lambda account_id: cache.token_for(tenant, account_id, ["READ"]).value
+
+
 def run_in_threads(
     setup: Setup, accounts: list[str], cache_factory: Callable[[Any, Any], UserTokenCache] | None = None
 ) -> list[Outcome]:
@@ -156,7 +175,8 @@ def run_in_threads(
     go = threading.Event()
     with ThreadPoolExecutor(max_workers=len(accounts)) as pool:
         futures = [
-            pool.submit(_request, cache, tenant, account, go) for cache, account in zip(caches, accounts, strict=True)
+            pool.submit(_request, _token_of(cache, tenant), account, go)
+            for cache, account in zip(caches, accounts, strict=True)
         ]
         go.set()
         return [future.result(timeout=REQUESTER_TIMEOUT + 5) for future in futures]
@@ -180,3 +200,50 @@ def assert_each_got_its_own_users_token(oauth: FakeAuthorizationServer, outcomes
             grant = oauth.grant_for(outcome.token)
             assert grant is not None
             assert grant.account_id == outcome.account_id
+
+
+@dataclass(frozen=True)
+class GrantSetup:
+    """Requesters of one 3LO grant's access token: each its own ``GrantStore`` (its own lease owner) and its own
+    client of the fake Atlassian (picklable, for other processes)."""
+
+    endpoint: str
+    grants_table: str
+    key_arn: str
+    atlassian_url: str
+    client_id: str
+    client_secret: str = field(repr=False)
+    wait_seconds: float = 15.0
+    poll_seconds: float = 0.05
+    lease_seconds: float = 10.0
+
+    def clients(self) -> tuple[Any, Any]:
+        dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=self.endpoint, config=CLIENT_CONFIG)
+        kms = boto3.client("kms", region_name=REGION, endpoint_url=self.endpoint, config=CLIENT_CONFIG)
+        return dynamodb, kms
+
+    def store(self, dynamodb: Any, kms: Any) -> GrantStore:
+        session = requests.Session()
+        session.trust_env = False
+        atlassian = AtlassianOAuth(
+            auth_url=self.atlassian_url,
+            api_url=self.atlassian_url,
+            client_id=self.client_id,
+            client_secret=lambda: self.client_secret,
+            session=session,
+        )
+        return GrantStore(
+            table_name=self.grants_table,
+            key_id=self.key_arn,
+            app_key=APP_KEY,
+            atlassian=lambda: atlassian,
+            dynamodb=dynamodb,
+            kms=kms,
+            wait_seconds=self.wait_seconds,
+            poll_seconds=self.poll_seconds,
+            lease_seconds=self.lease_seconds,
+        )
+
+    def requester(self, dynamodb: Any, kms: Any) -> Callable[[str], str]:
+        store = self.store(dynamodb, kms)
+        return lambda account_id: store.access_token(account_id).value

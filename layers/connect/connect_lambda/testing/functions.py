@@ -21,6 +21,7 @@ import pytest
 from connect_apigw.authorizer import Authorizer
 from connect_apigw.descriptor import DescriptorFunction
 from connect_apigw.lifecycle import LifecycleFunction
+from connect_apigw.oauth import OAuthFunction
 from connect_apigw.refresher import TokenRefresherFunction
 from connect_app import app
 
@@ -34,6 +35,7 @@ FRAMEWORK: dict[str, Callable[[Deployment], Any]] = {
     "lifecycle": lambda deployment: LifecycleFunction(app, deployment=deployment),
     "descriptor": lambda deployment: DescriptorFunction(app, deployment=deployment),
     "token_refresher": lambda deployment: TokenRefresherFunction(deployment=deployment),
+    "oauth": lambda deployment: OAuthFunction(deployment=deployment),
 }
 
 
@@ -57,6 +59,13 @@ def function_env(**overrides: str) -> dict[str, str]:
         "FORGE_STAGING": "false",
         "FORGE_API_HOSTS": "",
         "FORGE_IC_JWKS_TEMPLATE": "",
+        "OAUTH_CLIENT_ID": "",
+        "OAUTH_CLIENT_SECRET_PARAMETER": "",
+        "OAUTH_SCOPES": "read:me read:jira-user read:jira-work",
+        "ATLASSIAN_AUTH_URL": "",
+        "ATLASSIAN_API_URL": "",
+        "API_TOKEN_EMAIL": "",
+        "API_TOKEN_PARAMETER": "",
         "SECRETS_KEY_ID": "alias/not-created",
         "POWERTOOLS_METRICS_NAMESPACE": "ConnectLambda",
         "POWERTOOLS_LOG_LEVEL": "INFO",
