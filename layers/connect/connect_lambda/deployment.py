@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from connect_lambda.stores.user_tokens import UserTokenCache
     from connect_lambda.tenancy.events import TenantListener
     from connect_lambda.tenancy.lifecycle import LifecycleService
+    from connect_lambda.tenancy.tenant import Tenant
 
 # Each builder imports what it builds: a function imports only the parts of the library its requests use.
 # ruff: noqa: PLC0415
@@ -263,7 +264,7 @@ class Deployment:
             config = self.settings
             return ProductClient(
                 app_key=config.app_key,
-                tenants=self.tenants,
+                tenants=_TenantsOnFirstUse(self),
                 allowed_tenant_hosts=config.allowed_tenant_hosts,
                 forge_api_hosts=config.forge_api_hosts,
                 user_tokens=self.user_tokens if config.has("token_cache_table") else None,
@@ -412,6 +413,17 @@ class Deployment:
 
         flow: ConsentFlow = self._once("consent", build)
         return flow
+
+
+class _TenantsOnFirstUse:
+    """The tenant store, built when a call first needs a tenant: a function that only calls with an API token or a
+    3LO grant never needs it (nor ``TENANTS_TABLE``)."""
+
+    def __init__(self, deployment: Deployment) -> None:
+        self._deployment = deployment
+
+    def get(self, client_key: str, *, fresh: bool = False) -> Tenant | None:
+        return self._deployment.tenants.get(client_key, fresh=fresh)
 
 
 @functools.cache

@@ -9,7 +9,8 @@ way the product does, independently of ``connect_lambda``:
   hash of a canonical request computed here from the raw request line (PROTOCOL.md §2, Java rules) with the
   tenant's context path removed;
 * ``Authorization: Bearer <token>`` (a user): a token the fake authorization server issued for this tenant, not
-  expired and not revoked; the request then acts as that token's account.
+  expired and not revoked; the request then acts as that token's account;
+* ``Authorization: Basic base64(email:api-token)`` (an API token): one registered with ``accept_api_token``.
 
 Anything else is a 401. Tests can script the next answers (401, 403, 429 with ``Retry-After``, 503, a redirect to
 this host or another, a hang past the client's timeout) and revoke tokens. Every request is recorded with its raw
@@ -149,6 +150,7 @@ class FakeProduct(LoopbackServer):
         self._secret: bytes | None = None
         self._revoked: set[str] = set()
         self._forge_tokens: dict[str, str] = {}
+        self._api_tokens: dict[str, str] = {}
         self._queued: list[ProductAnswer] = []
         self._requests: list[ProductRequest] = []
         self._lock = threading.Lock()
@@ -178,6 +180,11 @@ class FakeProduct(LoopbackServer):
         with self._lock:
             self._forge_tokens[token] = account_id
 
+    def accept_api_token(self, email: str, token: str, account_id: str) -> None:
+        """Accept ``Basic`` authentication with this email and API token, as this account."""
+        with self._lock:
+            self._api_tokens[f"{email}:{token}"] = account_id
+
     def revoke(self, token: str) -> None:
         """The product no longer accepts this bearer token (401), as after a revocation."""
         with self._lock:
@@ -189,6 +196,7 @@ class FakeProduct(LoopbackServer):
             self._requests.clear()
             self._revoked.clear()
             self._forge_tokens.clear()
+            self._api_tokens.clear()
 
     @property
     def requests(self) -> list[ProductRequest]:
@@ -205,6 +213,8 @@ class FakeProduct(LoopbackServer):
             self._check_jwt(request, credential)
         elif scheme == "Bearer":
             self._check_bearer(request, credential)
+        elif scheme == "Basic":
+            self._check_basic(request, credential)
         else:
             request.problems.append(f"no JWT or Bearer credentials ({scheme!r})")
         request.authenticated = not request.problems
@@ -247,6 +257,20 @@ class FakeProduct(LoopbackServer):
             problems.append(f"qsh does not match {request.expected_canonical!r}")
         if not problems:
             request.account_id = APP_ACCOUNT_ID
+
+    def _check_basic(self, request: ProductRequest, credential: str) -> None:
+        try:
+            pair = base64.b64decode(credential, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            request.problems.append("Basic credentials are not base64 of email:token")
+            return
+        with self._lock:
+            account = self._api_tokens.get(pair)
+            revoked = pair.partition(":")[2] in self._revoked
+        if account is None or revoked:
+            request.problems.append("unknown or revoked API token")
+        else:
+            request.account_id = account
 
     def _check_bearer(self, request: ProductRequest, token: str) -> None:
         request.bearer_token = token
