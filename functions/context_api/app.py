@@ -10,7 +10,6 @@ from typing import Any
 
 from connect_apigw.resolver import ConnectResolver
 from connect_lambda.app.caller import Caller
-from connect_lambda.errors import UpstreamError
 
 app = ConnectResolver(function="context_api")
 
@@ -23,12 +22,7 @@ def myself(caller: Caller) -> dict[str, Any] | tuple[dict[str, Any], int]:
     if response.status_code != 200:
         app.logger.warning("product answered", extra={"status": response.status_code})
         return {"error": "bad_gateway", "productStatus": response.status_code}, 502
-    try:
-        myself = response.json()
-    except ValueError as exc:
-        raise UpstreamError("product answer is not JSON") from exc
-    if not isinstance(myself, dict):
-        raise UpstreamError("product answer is not a JSON object")
+    myself = response.json_object()
     return {key: myself.get(key) for key in MYSELF_FIELDS if key in myself}
 
 

@@ -23,12 +23,7 @@ def integration_myself(caller: Caller) -> dict[str, Any]:
     response = caller.product.as_oauth_user().get("/rest/api/3/myself")
     if response.status_code != 200:
         raise UpstreamError(f"the product answered {response.status_code}")
-    try:
-        myself = response.json()
-    except ValueError as exc:
-        raise UpstreamError("product answer is not JSON") from exc
-    if not isinstance(myself, dict):
-        raise UpstreamError("product answer is not a JSON object")
+    myself = response.json_object()
     return {"via": "oauth-grant", **{key: myself.get(key) for key in MYSELF_FIELDS if key in myself}}
 
 

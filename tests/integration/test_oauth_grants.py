@@ -30,6 +30,7 @@ from connect_lambda.protocol.hosts import parse_host_patterns
 from connect_lambda.tenancy.directory import InMemoryTenantDirectory
 from connect_lambda.testing.atlassian.three_legged import CLIENT_ID, CLIENT_SECRET, FakeAtlassianAccounts, SiteGrant
 from connect_lambda.testing.aws import CallCounter
+from connect_lambda.testing.concurrency import loopback_session
 from connect_lambda.testing.tokens import ALICE, APP_KEY, BOB, FakeClock
 
 CLOUD_ID = "0b3d1c52-7c4f-4e0e-9a4f-2f6b1f0d9a11"
@@ -67,14 +68,12 @@ def atlassian(atlassian_server: FakeAtlassianAccounts, clock: FakeClock) -> Fake
 
 
 def oauth_client(atlassian: FakeAtlassianAccounts, clock: FakeClock, **kwargs: Any) -> AtlassianOAuth:
-    session = requests.Session()
-    session.trust_env = False
     return AtlassianOAuth(
         auth_url=atlassian.base_url,
         api_url=atlassian.base_url,
         client_id=CLIENT_ID,
         client_secret=lambda: CLIENT_SECRET,
-        session=session,
+        session=loopback_session(),
         clock=clock,
         **kwargs,
     )

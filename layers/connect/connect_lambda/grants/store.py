@@ -63,6 +63,7 @@ from connect_lambda.grants.atlassian import (
 )
 from connect_lambda.protocol.urls import normalise_tenant_base_url
 from connect_lambda.stores.aws import AwsClients, is_condition_failure, unavailable
+from connect_lambda.stores.due import due_items
 from connect_lambda.stores.sealing import SealedValueUnreadableError, Sealer
 
 if TYPE_CHECKING:
@@ -74,7 +75,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 GRANT_PREFIX = "grant#"
-DUE_INDEX = "due-index"
 BUCKET_SECONDS = 3600
 REUSE_INTERVAL_SECONDS = 600
 """Atlassian accepts the previous refresh token for this long after a rotation (its reuse interval)."""
@@ -344,39 +344,22 @@ class GrantStore(AwsClients):
     ) -> Iterator[DueGrant]:
         """Grants due before ``now + horizon`` (back to ``lookback``), one index partition per hour: the work follows
         the due grants, never the size of the table."""
-        first, last = due_bucket(now - lookback_seconds), due_bucket(now + horizon_seconds)
-        remaining = limit
-        for bucket in range(first, last + 1):
-            start_key: dict[str, Any] | None = None
-            while remaining > 0:
-                request: dict[str, Any] = {
-                    "TableName": self._table,
-                    "IndexName": DUE_INDEX,
-                    "KeyConditionExpression": "dueBucket = :bucket AND dueAt <= :until",
-                    "ExpressionAttributeValues": {
-                        ":bucket": {"N": str(bucket)},
-                        ":until": {"N": str(int(now + horizon_seconds))},
-                    },
-                    "Limit": min(remaining, 100),
-                }
-                if start_key:
-                    request["ExclusiveStartKey"] = start_key
-                try:
-                    response = self.dynamodb.query(**request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise unavailable("finding due grants", exc) from exc
-                for item in response.get("Items", []):
-                    remaining -= 1
-                    yield DueGrant(
-                        account_id=item["accountId"]["S"],
-                        due_at=float(item["dueAt"]["N"]),
-                        last_used_at=float(item.get("lastUsedAt", {}).get("N", "0")),
-                    )
-                start_key = response.get("LastEvaluatedKey")
-                if not start_key:
-                    break
-            if remaining <= 0:
-                return
+        for item in due_items(
+            self.dynamodb,
+            table=self._table,
+            due_attribute="dueAt",
+            bucket_seconds=BUCKET_SECONDS,
+            now=now,
+            horizon_seconds=horizon_seconds,
+            lookback_seconds=lookback_seconds,
+            limit=limit,
+            what="grants",
+        ):
+            yield DueGrant(
+                account_id=item["accountId"]["S"],
+                due_at=float(item["dueAt"]["N"]),
+                last_used_at=float(item.get("lastUsedAt", {}).get("N", "0")),
+            )
 
     # --- reading -----------------------------------------------------------------------------------------------
     def _read(self, account_id: str) -> dict[str, Any] | None:

@@ -49,6 +49,16 @@ class ProductResponse:
     def json(self) -> Any:
         return jsonlib.loads(self.content)
 
+    def json_object(self) -> dict[str, Any]:
+        """The answer as a JSON object; anything else (not JSON, a list, a string) is the product's fault: 502."""
+        try:
+            value = jsonlib.loads(self.content)
+        except (ValueError, RecursionError) as exc:
+            raise UpstreamError("the product's answer is not JSON") from exc
+        if not isinstance(value, dict):
+            raise UpstreamError("the product's answer is not a JSON object")
+        return value
+
 
 @dataclass(frozen=True, slots=True)
 class Attempt:

@@ -26,6 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from connect_lambda.product.oauth import AccessToken, TokenExchange, normalise_scopes
 from connect_lambda.stores.aws import AwsClients, error_code, is_condition_failure, unavailable
+from connect_lambda.stores.due import due_items
 from connect_lambda.stores.sealing import SealedValueUnreadableError, Sealer
 from connect_lambda.tenancy.tenant import Tenant
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-DUE_INDEX = "due-index"
 BUCKET_SECONDS = 300
 DEFAULT_MARGIN_SECONDS = 60
 TTL_AFTER_EXPIRY_SECONDS = 3600
@@ -155,42 +155,25 @@ class UserTokenCache(AwsClients):
         Reads one index partition per five-minute bucket in the window, so the work follows the due tokens, never
         the size of the table; stops after ``limit`` tokens.
         """
-        first, last = due_bucket(now - lookback_seconds), due_bucket(now + horizon_seconds)
-        remaining = limit
-        for bucket in range(first, last + 1):
-            start_key: dict[str, Any] | None = None
-            while remaining > 0:
-                request: dict[str, Any] = {
-                    "TableName": self._table,
-                    "IndexName": DUE_INDEX,
-                    "KeyConditionExpression": "dueBucket = :bucket AND expiresAt <= :until",
-                    "ExpressionAttributeValues": {
-                        ":bucket": {"N": str(bucket)},
-                        ":until": {"N": str(int(now + horizon_seconds))},
-                    },
-                    "Limit": min(remaining, 100),
-                }
-                if start_key:
-                    request["ExclusiveStartKey"] = start_key
-                try:
-                    response = self.dynamodb.query(**request)
-                except (ClientError, BotoCoreError) as exc:
-                    raise unavailable("finding due user tokens", exc) from exc
-                for item in response.get("Items", []):
-                    remaining -= 1
-                    yield DueToken(
-                        key=item["tokenKey"]["S"],
-                        client_key=item["clientKey"]["S"],
-                        account_id=item["accountId"]["S"],
-                        scopes=tuple(item["scopes"]["S"].split()),
-                        expires_at=float(item["expiresAt"]["N"]),
-                        last_used_at=float(item.get("lastUsedAt", {}).get("N", "0")),
-                    )
-                start_key = response.get("LastEvaluatedKey")
-                if not start_key:
-                    break
-            if remaining <= 0:
-                return
+        for item in due_items(
+            self.dynamodb,
+            table=self._table,
+            due_attribute="expiresAt",
+            bucket_seconds=BUCKET_SECONDS,
+            now=now,
+            horizon_seconds=horizon_seconds,
+            lookback_seconds=lookback_seconds,
+            limit=limit,
+            what="user tokens",
+        ):
+            yield DueToken(
+                key=item["tokenKey"]["S"],
+                client_key=item["clientKey"]["S"],
+                account_id=item["accountId"]["S"],
+                scopes=tuple(item["scopes"]["S"].split()),
+                expires_at=float(item["expiresAt"]["N"]),
+                last_used_at=float(item.get("lastUsedAt", {}).get("N", "0")),
+            )
 
     def unschedule(self, key: str) -> None:
         """Take a cold token out of the refresher's index; it expires by itself (TTL)."""

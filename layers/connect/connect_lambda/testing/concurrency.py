@@ -37,6 +37,20 @@ REQUESTER_TIMEOUT = 20.0  # seconds; a requester that takes longer has hung
 CLIENT_CONFIG = Config(max_pool_connections=64, retries={"mode": "standard", "max_attempts": 3})
 
 
+def aws_clients(endpoint: str) -> tuple[Any, Any]:
+    """DynamoDB and KMS clients of one 'container', reaching the shared moto server."""
+    dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=endpoint, config=CLIENT_CONFIG)
+    kms = boto3.client("kms", region_name=REGION, endpoint_url=endpoint, config=CLIENT_CONFIG)
+    return dynamodb, kms
+
+
+def loopback_session() -> requests.Session:
+    """An HTTP session that ignores proxy settings (the fakes are on loopback)."""
+    session = requests.Session()
+    session.trust_env = False
+    return session
+
+
 @dataclass(frozen=True)
 class TenantSpec:
     """What a requester process needs to know about the tenant (picklable)."""
@@ -73,13 +87,10 @@ class Setup:
     read_timeout: float = 5.0
 
     def clients(self) -> tuple[Any, Any]:
-        dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=self.endpoint, config=CLIENT_CONFIG)
-        kms = boto3.client("kms", region_name=REGION, endpoint_url=self.endpoint, config=CLIENT_CONFIG)
-        return dynamodb, kms
+        return aws_clients(self.endpoint)
 
     def cache(self, dynamodb: Any, kms: Any) -> UserTokenCache:
-        session = requests.Session()
-        session.trust_env = False
+        session = loopback_session()
         return UserTokenCache(
             table_name=self.tokens_table,
             key_id=self.key_arn,
@@ -218,13 +229,10 @@ class GrantSetup:
     lease_seconds: float = 10.0
 
     def clients(self) -> tuple[Any, Any]:
-        dynamodb = boto3.client("dynamodb", region_name=REGION, endpoint_url=self.endpoint, config=CLIENT_CONFIG)
-        kms = boto3.client("kms", region_name=REGION, endpoint_url=self.endpoint, config=CLIENT_CONFIG)
-        return dynamodb, kms
+        return aws_clients(self.endpoint)
 
     def store(self, dynamodb: Any, kms: Any) -> GrantStore:
-        session = requests.Session()
-        session.trust_env = False
+        session = loopback_session()
         atlassian = AtlassianOAuth(
             auth_url=self.atlassian_url,
             api_url=self.atlassian_url,
