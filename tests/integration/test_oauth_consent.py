@@ -23,6 +23,8 @@ from connect_lambda.testing.events import http_event
 from connect_lambda.testing.functions import function_env, load_function
 from connect_lambda.testing.tokens import ALICE, APP_BASE_URL
 
+from tests.integration.test_logs import RecordText
+
 SECRET_PARAMETER = "/connect-lambda-test/oauth-client-secret"
 CLOUD_ID = "0b3d1c52-7c4f-4e0e-9a4f-2f6b1f0d9a11"
 SITE = SiteGrant(cloud_id=CLOUD_ID, url="https://tenant.atlassian.net", name="Tenant site")
@@ -295,3 +297,31 @@ def test_the_client_secret_is_read_once_per_container(oauth, atlassian, world):
         else:
             powertools_ssm.DEFAULT_PROVIDERS["ssm"] = original
     assert len(calls) == 1
+
+
+# --- nothing secret in the logs ------------------------------------------------------------------------------------
+
+
+def test_a_whole_3lo_run_logs_no_code_state_cookie_token_or_client_secret(oauth, atlassian, world, capsys):
+    records = RecordText()
+    oauth.logger.addHandler(records)
+    seen: list[str] = [CLIENT_SECRET]
+    atlassian.on_token_answer = lambda answer: seen.extend([answer["access_token"], answer["refresh_token"]])
+    try:
+        cookie, query, _ = start(oauth)
+        answer = consent(atlassian, query)
+        seen += [cookie, query["state"], answer["code"]]
+        assert callback(oauth, answer, cookie)["statusCode"] == 200
+        assert_refused_page(callback(oauth, answer, cookie), 400)  # a replay is logged as refused
+        store = oauth.deployment.grants
+        atlassian.expire_access_tokens()
+        store._forget(ALICE)
+        store.access_token(ALICE, rejected=store.access_token(ALICE))  # one refresh, through the store's logging
+    finally:
+        atlassian.on_token_answer = None
+        oauth.logger.removeHandler(records)
+    text = "\n".join(records.texts) + capsys.readouterr().out
+    assert "consent granted" in text
+    assert "oauth flow refused" in text
+    for value in seen:
+        assert value not in text
