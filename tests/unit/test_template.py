@@ -430,7 +430,7 @@ CLIENT_SECRET_READS = {
 
 
 def test_the_oauth_function_may_only_consume_states_store_grants_seal_and_read_the_client_secret(template):
-    found = grants(template["Resources"]["OAuthFunction"])
+    found = grants(template["Resources"]["OauthFunction"])
     assert found == {
         ("dynamodb:PutItem", res(GRANTS_ARN), None),
         ("dynamodb:DeleteItem", res(GRANTS_ARN), None),
@@ -438,7 +438,7 @@ def test_the_oauth_function_may_only_consume_states_store_grants_seal_and_read_t
         SSM_GRANT,
         *CLIENT_SECRET_READS,
     }
-    routes = {route for name, route, behind in http_routes(template) if name == "OAuthFunction"}
+    routes = {route for name, route, behind in http_routes(template) if name == "OauthFunction"}
     assert routes == {"GET /oauth/authorize", "GET /oauth/callback"}
 
 
@@ -449,7 +449,7 @@ def test_only_functions_that_use_grants_read_the_client_secret_and_nobody_reads_
         for action, _, _ in grants(resource)
         if action in ("secretsmanager:GetSecretValue",)
     }
-    assert readers == {"OAuthFunction", "TokenRefresherFunction", "IntegrationFunction"}
+    assert readers == {"OauthFunction", "TokenRefresherFunction", "IntegrationFunction"}
     for name, resource in functions(template).items():
         for action, target, condition in grants(resource):
             if action.startswith("ssm:") or action.startswith("secretsmanager:"):
