@@ -71,7 +71,7 @@ class HostMapAdapter(HTTPAdapter):
         if origin is None:
             raise requests.ConnectionError(f"no route to {connection.host!r} in this test")
         routed = request.copy()
-        routed.url = origin + (parts.request_uri or "/")
+        routed.url = origin + request.path_url  # the request target exactly as prepared (parse_url would normalise)
         routed.headers["Host"] = connection.host
         return super().send(routed, *args, **kwargs)
 
@@ -96,6 +96,13 @@ class NamedFakeProduct(FakeProduct):
     @property
     def tenant_base_url(self) -> str:
         return self.public_base_url
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        handler = super()._handler_class()
+        # headers and body go out in two writes: with Nagle on, a kept-alive connection waits out the client's
+        # delayed ACK (40 ms) on every answer after the first
+        handler.disable_nagle_algorithm = True
+        return handler
 
 
 @dataclass(slots=True)

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+import requests
 from connect_apigw.responses import error_response, error_status
 from connect_lambda.deployment import Deployment
 from connect_lambda.errors import (
@@ -423,6 +424,53 @@ def test_the_signer_refuses_every_absolute_url_that_is_not_the_tenants(url):
     signer = AppSigner(APP_KEY, CLIENT_KEY, TENANT_URL, new_secret().encode())
     with pytest.raises(urls.OutboundUrlError):
         signer.request_token("GET", url, now=time.time())
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=ValueError,
+    reason="library bug (found by tests/unit/test_review_fuzz.py): ProductSession._redirected joins and prepares the "
+    "Location before checking it, and urljoin (ValueError 'Invalid IPv6 URL') or requests (InvalidURL 'No host "
+    "supplied') raise untyped errors that escape the product client: it fails closed, but a handler answers 500 "
+    "instead of a typed refusal (DESIGN invariant 1)",
+)
+@pytest.mark.parametrize("location", ["HTTP:", "http://", "http:///x", "http://[::1"], ids=repr)
+def test_an_unparseable_redirect_location_is_refused_with_a_typed_error(acme, location):
+    acme.product.answer_next(redirect_answer(location))
+    with pytest.raises(ProductRequestError):
+        acme.session_as("app").get("/rest/api/3/myself")
+    assert len(acme.host_map.connections) == 1
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="library bug (found by tests/unit/test_review_fuzz.py): check_under_base parses the URL as given, where "
+    "'%2e%2e' is no dot segment, but requests decodes unreserved escapes when it prepares the URL and sends "
+    "'/wiki/../admin', which the product resolves outside the tenant's base path. The product client itself is safe "
+    "(it checks the prepared URL); AppSigner.request_token, handed an absolute URL, signs it",
+)
+@pytest.mark.parametrize(
+    "url", ["https://acme.atlassian.net/wiki/%2e%2e/admin", "https://acme.atlassian.net/wiki/%2E%2E"]
+)
+def test_check_under_base_refuses_percent_encoded_dot_segments_that_requests_decodes(url):
+    wire = requests.Request("GET", url).prepare().path_url
+    assert "/../" in wire + "/", "requests sends a real dot segment"
+    with pytest.raises(urls.OutboundUrlError):
+        urls.check_under_base(url, "https://acme.atlassian.net/wiki")
+    signer = AppSigner(APP_KEY, CLIENT_KEY, "https://acme.atlassian.net/wiki", new_secret().encode())
+    with pytest.raises(urls.OutboundUrlError):
+        signer.request_token("GET", url, now=time.time())
+
+
+def test_the_product_client_itself_refuses_a_path_that_requests_turns_into_a_dot_segment_out_of_the_base_path(
+    world, oauth, attacker
+):
+    with NamedFakeProduct(oauth, "https://acme.atlassian.net/wiki", context_path="/wiki") as confluence:
+        wiki = Acme(world, oauth, confluence, attacker)
+        wiki.tamper_base_url("https://acme.atlassian.net/wiki")
+        with pytest.raises(ProductRequestError):
+            wiki.session_as("app").get("/%2e%2e/rest/api/3/myself")
+        assert confluence.requests == []
 
 
 @pytest.mark.parametrize("path", [BACKSLASH_AT_REDIRECT, "//attacker.example/x", "rest/api/3/myself"], ids=repr)
