@@ -68,3 +68,31 @@ events: venv
 
 bench: venv
 	$(PY) -m bench
+
+# The suite under load (issue 9, item 8): STRESS_RUNS runs of the non-Docker suite on STRESS_WORKERS workers while
+# STRESS_BURNERS busy loops occupy the CPUs, stopping at the first failure. One line per run; a failed run's output
+# stays in .local/stress-failed.log. The burners are this recipe's own children, killed by PID when it ends.
+STRESS_RUNS ?= 10
+STRESS_WORKERS ?= 4
+STRESS_BURNERS ?= $(shell nproc 2>/dev/null || echo 2)
+.PHONY: stress
+stress: venv
+	@mkdir -p .local; log=.local/stress-run.log; burners=""; \
+	stop_burners() { [ -n "$$burners" ] && kill $$burners 2>/dev/null; wait $$burners 2>/dev/null; burners=""; }; \
+	trap stop_burners EXIT; trap 'stop_burners; exit 130' INT TERM; \
+	for i in $$(seq $(STRESS_BURNERS)); do $(PY) -c 'while True: pass' & burners="$$burners $$!"; done; \
+	echo "[stress] $(STRESS_RUNS) runs of pytest -n $(STRESS_WORKERS) -m 'not docker', $(STRESS_BURNERS) CPU burners (PIDs$$burners)"; \
+	status=0; started=$$(date +%s); \
+	for run in $$(seq $(STRESS_RUNS)); do \
+	  begin=$$(date +%s); \
+	  $(VENV)/bin/pytest -q -n $(STRESS_WORKERS) -m "not docker" -p no:cacheprovider >$$log 2>&1; status=$$?; \
+	  result=$$(grep -E '^=* ?[0-9]+ (passed|failed)|^[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' $$log | tail -n 1 | tr -d '='); \
+	  if [ $$status -eq 0 ]; then verdict=ok; else verdict=FAILED; fi; \
+	  echo "[stress] run $$run/$(STRESS_RUNS): $$verdict in $$(( $$(date +%s) - begin )) s:$$result"; \
+	  if [ $$status -ne 0 ]; then \
+	    cp $$log .local/stress-failed.log; grep -E '^(FAILED|ERROR) ' $$log | sed 's/^/[stress]   /'; \
+	    echo "[stress] stopped at the first failure; its output: .local/stress-failed.log"; break; \
+	  fi; \
+	done; \
+	[ $$status -eq 0 ] && echo "[stress] $(STRESS_RUNS) runs passed in $$(( $$(date +%s) - started )) s"; \
+	exit $$status
