@@ -29,6 +29,7 @@ help:
 	@echo "Tests and tools:"
 	@echo "  make test         lint, type-check and run the whole test suite (what CI runs);  make unit   no Docker"
 	@echo "  make bench        the benchmarks (ARGS='--quick', ARGS='--only warm')"
+	@echo "  make stress       the non-Docker suite ten times under load (STRESS_RUNS, STRESS_WORKERS), stopping at a failure"
 	@echo "The app:"
 	@echo "  make template     regenerate template.yaml's app functions, routes and IAM from the app's declaration"
 	@echo "  make manifest BASE_URL=https://... FORGE_APP_ID=...   the Forge manifest.yml of a deployment"
@@ -126,3 +127,30 @@ template: venv
 manifest: venv
 	@test -n "$(BASE_URL)" && test -n "$(FORGE_APP_ID)" || { echo "usage: make manifest BASE_URL=https://your.app FORGE_APP_ID=<forge app id> [APP_KEY=connect-lambda-sample]"; exit 2; }
 	$(PY) -m connect_lambda.app.manifest --base-url "$(BASE_URL)" --forge-app-id "$(FORGE_APP_ID)" --app-key "$(or $(APP_KEY),connect-lambda-sample)"
+
+# The suite under load (issue 9, item 8): STRESS_RUNS runs of the non-Docker suite on STRESS_WORKERS workers while
+# STRESS_BURNERS busy loops occupy the CPUs, stopping at the first failure. One line per run; a failed run's output
+# stays in .local/stress-failed.log. The burners are this recipe's own children, killed by PID when it ends.
+STRESS_RUNS ?= 10
+STRESS_WORKERS ?= 4
+STRESS_BURNERS ?= $(shell nproc 2>/dev/null || echo 2)
+stress: venv
+	@mkdir -p .local; log=.local/stress-run.log; burners=""; \
+	stop_burners() { [ -n "$$burners" ] && kill $$burners 2>/dev/null; wait $$burners 2>/dev/null; burners=""; }; \
+	trap stop_burners EXIT; trap 'stop_burners; exit 130' INT TERM; \
+	for i in $$(seq $(STRESS_BURNERS)); do $(PY) -c 'while True: pass' & burners="$$burners $$!"; done; \
+	echo "[stress] $(STRESS_RUNS) runs of pytest -n $(STRESS_WORKERS) -m 'not docker', $(STRESS_BURNERS) CPU burners (PIDs$$burners)"; \
+	status=0; started=$$(date +%s); \
+	for run in $$(seq $(STRESS_RUNS)); do \
+	  begin=$$(date +%s); \
+	  $(VENV)/bin/pytest -q -n $(STRESS_WORKERS) -m "not docker" -p no:cacheprovider >$$log 2>&1; status=$$?; \
+	  result=$$(grep -E '^=* ?[0-9]+ (passed|failed)|^[0-9]+ (passed|failed)|(passed|failed|error).* in [0-9.]+s' $$log | tail -n 1 | tr -d '='); \
+	  if [ $$status -eq 0 ]; then verdict=ok; else verdict=FAILED; fi; \
+	  echo "[stress] run $$run/$(STRESS_RUNS): $$verdict in $$(( $$(date +%s) - begin )) s:$$result"; \
+	  if [ $$status -ne 0 ]; then \
+	    cp $$log .local/stress-failed.log; grep -E '^(FAILED|ERROR) ' $$log | sed 's/^/[stress]   /'; \
+	    echo "[stress] stopped at the first failure; its output: .local/stress-failed.log"; break; \
+	  fi; \
+	done; \
+	[ $$status -eq 0 ] && echo "[stress] $(STRESS_RUNS) runs passed in $$(( $$(date +%s) - started )) s"; \
+	exit $$status

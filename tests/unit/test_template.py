@@ -352,6 +352,79 @@ def test_the_functions_are_told_the_table_and_the_key(template):
     assert variables["SECRETS_KEY_ID"] == KEY_ARN
 
 
+# --- the key policy binds DynamoDB's use of the key to this stack (issue 9, item 6) ---------------------------------
+
+STACK_TAG = "connect-lambda:stack"
+TABLE_NAMES = {
+    "TenantsTable": {"Fn::Sub": "${AWS::StackName}-tenants"},
+    "TokenCacheTable": {"Fn::Sub": "${AWS::StackName}-token-cache"},
+    "IdempotencyTable": {"Fn::Sub": "${AWS::StackName}-idempotency"},
+    "InstallationsTable": {"Fn::Sub": "${AWS::StackName}-installations"},
+    "GrantsTable": {"Fn::Sub": "${AWS::StackName}-grants"},
+    "AppSettingsTable": {"Fn::Sub": "${AWS::StackName}-app-settings"},
+}
+DATA_KEY_ACTIONS = {"kms:Encrypt", "kms:Decrypt", "kms:ReEncrypt*", "kms:GenerateDataKey*"}
+
+
+def key_statements(template: dict[str, Any]) -> list[dict[str, Any]]:
+    return template["Resources"]["SecretsKey"]["Properties"]["KeyPolicy"]["Statement"]
+
+
+def test_every_table_is_named_from_the_stack_with_the_names_the_key_policy_uses(template):
+    tables = resources(template, "AWS::DynamoDB::Table")
+    assert set(tables) == set(TABLE_NAMES)
+    for name, table in tables.items():
+        assert table["Properties"]["TableName"] == TABLE_NAMES[name], name
+
+
+def test_the_account_root_still_administers_the_key_through_iam(template):
+    [root] = [statement for statement in key_statements(template) if statement["Principal"] != {"AWS": "*"}]
+    assert root["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:root"}}
+    assert root["Action"] == "kms:*"
+    assert "Condition" not in root
+
+
+def test_no_principal_may_use_the_key_through_dynamodb_unless_it_is_a_role_of_this_stack(template):
+    """Attack: any principal of the account used the key through DynamoDB (any table, any role)."""
+    open_statements = [statement for statement in key_statements(template) if statement["Principal"] == {"AWS": "*"}]
+    assert open_statements
+    for statement in open_statements:
+        assert statement["Effect"] == "Allow"
+        conditions = statement["Condition"]
+        assert set(conditions) == {"StringEquals"}, "only exact matches: no StringLike, no IfExists"
+        equals = conditions["StringEquals"]
+        assert equals["kms:CallerAccount"] == {"Ref": "AWS::AccountId"}
+        assert equals["kms:ViaService"] == {"Fn::Sub": "dynamodb.${AWS::Region}.${AWS::URLSuffix}"}
+        assert equals[f"aws:PrincipalTag/{STACK_TAG}"] == {"Ref": "AWS::StackName"}
+        actions = set(as_list(statement["Action"]))
+        if actions & DATA_KEY_ACTIONS:
+            # a data key only for this stack's tables: the names, never a reference (the tables use the key)
+            assert actions == DATA_KEY_ACTIONS
+            assert equals["kms:EncryptionContext:aws:dynamodb:tableName"] == list(TABLE_NAMES.values())
+        else:
+            assert actions == {"kms:DescribeKey", "kms:CreateGrant"}
+    granted = {action for statement in open_statements for action in as_list(statement["Action"])}
+    assert granted == DATA_KEY_ACTIONS | {"kms:DescribeKey", "kms:CreateGrant"}
+
+
+def test_every_function_role_carries_the_stack_tag_the_key_policy_admits(template):
+    # SAM gives a function's Tags to the execution role it generates (aws/serverless-application-model#1194)
+    assert template["Globals"]["Function"]["Tags"][STACK_TAG] == {"Ref": "AWS::StackName"}
+    for name, resource in functions(template).items():
+        props = resource["Properties"]
+        assert "Role" not in props, f"{name}: a role of its own would not carry the stack tag"
+        assert STACK_TAG not in (props.get("Tags") or {}), f"{name}: overrides the stack tag"
+
+
+# --- the API is reached only where it is advertised (issue 9, item 6) ------------------------------------------------
+
+
+def test_the_execute_api_endpoint_is_disabled_when_a_custom_domain_is_configured(template):
+    props = template["Resources"]["ConnectApi"]["Properties"]
+    assert props["DisableExecuteApiEndpoint"] == {"Fn::If": ["HasAppBaseUrl", True, False]}
+    assert template["Conditions"]["HasAppBaseUrl"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AppBaseUrl"}, ""]}]}
+
+
 # --- layer, parameters, outputs ---------------------------------------------------------------------------------------
 
 

@@ -44,7 +44,13 @@ from connect_lambda.product.credentials import (
     Credential,
     OAuthUserCredential,
 )
-from connect_lambda.product.transport import DEFAULT_MAX_ANSWER_BYTES, Attempt, ProductResponse, Transport
+from connect_lambda.product.transport import (
+    DEFAULT_MAX_ANSWER_BYTES,
+    Attempt,
+    ProductRequestError,
+    ProductResponse,
+    Transport,
+)
 from connect_lambda.protocol.hosts import HostPattern
 from connect_lambda.protocol.signing import AppSigner, product_url
 from connect_lambda.protocol.urls import OutboundUrlError, check_under_base, tenant_base_url
@@ -74,12 +80,6 @@ class ProductForbiddenError(ForbiddenError):
 
 class ProductUnauthorizedError(UpstreamError):
     """The product refused our credentials (401) even after a fresh token."""
-
-    default_reason = Reason.PRODUCT_ERROR
-
-
-class ProductRequestError(UpstreamError):
-    """A request the client will not make or follow (a redirect to another origin, a body on GET)."""
 
     default_reason = Reason.PRODUCT_ERROR
 
@@ -333,9 +333,13 @@ class ProductSession:
         method = attempt.method
         if status == 303 or (status in (301, 302) and method == "POST"):
             method, json = "GET", None
-        target = Attempt.prepare(
-            self._client.session, method, urljoin(attempt.url, location), json=json, headers=headers
-        )
+        try:
+            target = Attempt.prepare(
+                self._client.session, method, urljoin(attempt.url, location), json=json, headers=headers
+            )
+        except (ValueError, requests.RequestException) as exc:
+            # urljoin ('Invalid IPv6 URL') or requests ('No host supplied') cannot read it: never followed
+            raise ProductRequestError("refusing to follow a redirect to a URL that does not parse") from exc
         self._check_target(target.url)
         return target
 

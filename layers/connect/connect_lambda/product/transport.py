@@ -29,6 +29,13 @@ class ProductAnswerTooLargeError(UpstreamError):
     default_reason = Reason.PRODUCT_ERROR
 
 
+class ProductRequestError(UpstreamError):
+    """A request the client will not make or follow (a redirect to another origin or that does not parse, a body
+    on GET)."""
+
+    default_reason = Reason.PRODUCT_ERROR
+
+
 @dataclass(frozen=True, slots=True)
 class ProductResponse:
     """A product answer, read whole within the size bound. ``json()`` parses it (``ValueError`` if it is not)."""
@@ -117,6 +124,9 @@ class Transport:
             response = self.session.send(request, timeout=timeout, allow_redirects=False, stream=True)
         except requests.RequestException as exc:
             raise DependencyUnavailableError(f"{what} could not be reached") from exc
+        except ValueError as exc:
+            # requests parses a redirect's Location even when it will not follow it ('Invalid IPv6 URL')
+            raise ProductRequestError(f"{what} redirected to a URL that does not parse") from exc
         with response:
             content = self._read(response, deadline, what)
             return ProductResponse(

@@ -59,6 +59,9 @@ class Origin:
     port: int
 
 
+_ESCAPED_DOT = re.compile(r"%2e", re.IGNORECASE)
+
+
 def is_ldh_host(host: str) -> bool:
     """A DNS host name of letters, digits and hyphens (lower case), at least two labels, not an IP literal."""
     if not host or len(host) > MAX_HOST_LENGTH:
@@ -157,6 +160,11 @@ def check_under_base(url: str, tenant_base_url: str) -> str:
     if target != base:
         raise OutboundUrlError("URL is not on the tenant's origin")
     path = _parse(url)[4] or "/"
+    # requests decodes the unreserved escapes %2e/%2E when it prepares a URL: '/wiki/%2e%2e/admin' goes on the wire
+    # as '/wiki/../admin', which the product resolves outside the base path. A dot segment, written either way, is
+    # refused; urllib3 has already resolved the literal ones, so only escaped ones can remain here.
+    if any(segment in (".", "..") for segment in _ESCAPED_DOT.sub(".", path).split("/")):
+        raise OutboundUrlError("URL path has a dot segment")
     prefix = base_path(tenant_base_url)
     if prefix and not (path == prefix or path.startswith(prefix + "/")):
         raise OutboundUrlError("URL is outside the tenant's base path")
