@@ -141,8 +141,8 @@ class Scenario:
         )
         if response.status_code != 200:
             return False, describe(response) + " (want 200)"
-        ok = response.json().get("displayName") == LOCAL_TENANT.display_name
-        return ok, describe(response) + ("" if ok else f" (want 200 with displayName {LOCAL_TENANT.display_name!r})")
+        ok = response.json().get("accountId") == LOCAL_TENANT.account_id
+        return ok, describe(response) + ("" if ok else f" (want 200 with accountId {LOCAL_TENANT.account_id!r})")
 
     def context_token_on_page_refused(self) -> tuple[bool, str]:
         target = f"/pages/hello?{PAGE_QUERY}"

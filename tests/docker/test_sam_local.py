@@ -46,7 +46,7 @@ def test_every_function_answers_its_event_through_sam_local_invoke_across_a_whol
 
     myself = stack.invoke("ContextApiFunction", "context-api.json")
     assert myself["statusCode"] == 200
-    assert "Local Test User" in str(myself["body"])
+    assert "557058:local-test-user" in str(myself["body"]), "the product saw the call as the user"
 
     refreshed = stack.invoke("TokenRefresherFunction", "token-refresher.json")
     assert set(refreshed) == {"refreshed", "failed", "skipped", "examined"}
