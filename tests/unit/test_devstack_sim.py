@@ -24,6 +24,7 @@ from connect_lambda.testing.forge import INVALID_FORGE_INVOCATION_TOKEN, INVALID
 
 from devstack import forge_side
 from devstack.config import INSTALL_KID, LOCAL_FORGE, LOCAL_TENANT, LocalTenant
+from devstack.events import build_events
 from devstack.keys import forge_invocation_key, forge_kid
 from devstack.sim import Simulator, fingerprint, make_handler
 from devstack.stack import function_env
@@ -274,3 +275,22 @@ def test_the_status_counts_what_was_asked_and_shows_no_token(running: Running):
     }
     assert status["forge_jwks_fetches"] >= 1
     assert "eyJ" not in json.dumps(status)
+
+
+def test_the_forge_sample_events_carry_what_forge_sends_and_a_fit_of_the_local_key_set(running: Running):
+    events = build_events()
+    authorizer = events["authorizer-forge-hello.json"]
+    invocation = verifier(running).verify(bearer_token(authorizer["headers"], names_lowercased=True))
+    assert invocation.account_id == LOCAL_TENANT.account_id
+    assert invocation.claims["exp"] - invocation.claims["iat"] == forge_side.EVENT_FIT_SECONDS
+    hello, delivered, trigger = (events[f"forge-{name}.json"] for name in ("hello", "events", "scheduled"))
+    assert {"x-forge-oauth-user", "x-forge-oauth-system"} <= set(hello["headers"])
+    for event in (hello, delivered, trigger):
+        context = event["requestContext"]["authorizer"]["lambda"]
+        assert (context["tokenKind"], context["installationId"]) == ("forge", invocation.installation_id)
+        assert context["apiBaseUrl"] == invocation.api_base_url
+        assert "authorization" not in event["headers"], "the function reads only the Forge tokens"
+    for event in (delivered, trigger):
+        assert "x-forge-oauth-user" not in event["headers"], "no user in session for events and triggers"
+        assert event["requestContext"]["authorizer"]["lambda"]["accountId"] == ""
+    assert json.loads(delivered["body"])["eventType"] == "avi:jira:created:issue"
