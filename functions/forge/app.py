@@ -74,11 +74,16 @@ def events(caller: Caller) -> dict[str, Any]:
     return app.once(process, delivery.record(), key="key", expires_after_seconds=DELIVERY_SECONDS)
 
 
+def trigger(delivery: dict[str, Any]) -> dict[str, Any]:
+    """The app's work for one scheduled trigger (the framework has kept its system token by now)."""
+    return {"systemTokenKept": delivery["systemTokenKept"]}
+
+
 @app.handles("forge-scheduled")
 def scheduled(caller: Caller) -> dict[str, Any]:
     delivery = app.forge_delivery(caller, scheduled=True)
     return app.once(
-        lambda record: {"systemTokenKept": record["systemTokenKept"]},
+        trigger,  # one function, not a lambda per request: each work function is wrapped once per container
         {**delivery.record(), "systemTokenKept": "system" in caller.forge_tokens},
         key="key",
         expires_after_seconds=DELIVERY_SECONDS,

@@ -228,7 +228,8 @@ def test_an_older_system_token_never_replaces_a_newer_one(functions, product, wo
     newer, _ = tokens(product, lifetime=4 * 3600)
     older, _ = tokens(product, lifetime=2 * 3600)
     for system in (newer, older):
-        call(functions, *forge_request(product, "POST", "/forge/scheduled", system=system, principal=None))
+        answer = call(functions, *forge_request(product, "POST", "/forge/scheduled", system=system, principal=None))
+        assert answer == (200, {"systemTokenKept": True})
     store = functions["forge"].app.deployment.installations
     assert store.system_token(INSTALLATION_ARI).value == newer
 
@@ -328,3 +329,15 @@ def test_the_declared_forge_routes_are_behind_the_authorizer_as_forge_routes():
     policy = declaration.policy()
     for path in ("/forge/hello", "/forge/events", "/forge/scheduled"):
         assert policy[f"POST {path}"].credential.value == "forge"
+
+
+def test_work_done_once_gets_the_delivery_whatever_it_names_its_parameter(functions):
+    """Powertools hands the delivery over by keyword; the work is called with it positionally (the scheduled
+    trigger's work, a lambda over ``record``, failed every delivery before)."""
+    deliveries = functions["forge"].app.deployment.deliveries
+
+    def work(record: dict[str, Any]) -> dict[str, Any]:
+        return {"seen": record["key"]}
+
+    assert deliveries.once(work, {"key": "installation#1"}, key="key") == {"seen": "installation#1"}
+    assert deliveries.once(lambda anything: {"again": True}, {"key": "installation#2"}, key="key") == {"again": True}

@@ -10,6 +10,7 @@ tenant's identifiers never collide with another's.
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -57,9 +58,16 @@ class Deliveries:
                     raise_on_no_idempotency_key=True,
                     expires_after_seconds=expires_after_seconds,
                 )
+
+                # Powertools passes the delivery by keyword: the work gets it positionally, whatever it names it
+                # (the wrapper keeps the work's module and qualified name, which name its idempotency records)
+                @functools.wraps(work)
+                def positional(delivery: dict[str, Any]) -> dict[str, Any]:
+                    return work(delivery)
+
                 wrapped = idempotent_function(
                     data_keyword_argument="delivery", persistence_store=self._persistence(), config=config
-                )(work)
+                )(positional)
                 found = self._wrapped[(work, key, expires_after_seconds)] = (wrapped, config)
             return found
 
