@@ -341,3 +341,15 @@ def test_work_done_once_gets_the_delivery_whatever_it_names_its_parameter(functi
 
     assert deliveries.once(work, {"key": "installation#1"}, key="key") == {"seen": "installation#1"}
     assert deliveries.once(lambda anything: {"again": True}, {"key": "installation#2"}, key="key") == {"again": True}
+
+
+def test_a_repeated_delivery_gets_the_very_same_answer_to_the_order_of_its_keys(functions):
+    deliveries = functions["forge"].app.deployment.deliveries
+
+    def work(delivery: dict[str, Any]) -> dict[str, Any]:
+        return {"z": 1, "a": {"y": 2, "b": [3, {"d": 4, "c": 5}]}, "m": "x"}
+
+    first = deliveries.once(work, {"key": "installation#3"}, key="key")
+    again = deliveries.once(work, {"key": "installation#3"}, key="key")
+    assert json.dumps(first) == json.dumps(again)
+    assert first == work({})
