@@ -85,7 +85,8 @@ def fingerprint() -> str:
     """What the running simulator was started from: its code (devstack's and the kit's) and the keys it serves."""
     kit = Path(connect_lambda.testing.__file__).parent
     here = Path(__file__).parent
-    files = sorted([*here.glob("*.py"), *kit.rglob("*.py")])
+    ours = [here / f"{name}.py" for name in ("sim", "forge_side", "keys", "config")]
+    files = [*ours, *sorted(kit.rglob("*.py"))]
     keys = [path for path in (INSTALL_KEY_FILE, FORGE_INVOCATION_KEY_FILE, FORGE_OAUTH_KEY_FILE) if path.exists()]
     digest = hashlib.sha256()
     for path in [*files, *keys]:

@@ -14,9 +14,8 @@ from typing import Any
 
 import pytest
 import requests
+from connect_lambda.deployment import Deployment
 from connect_lambda.forge.invocation_token import InvocationTokenVerifier, bearer_token
-from connect_lambda.forge.keys import ForgeKeySets
-from connect_lambda.protocol.urls import tenant_base_url
 from connect_lambda.settings import Settings
 from connect_lambda.testing.atlassian.install_keys import loopback_session
 from connect_lambda.testing.atlassian.loopback import LoopbackServer
@@ -119,19 +118,20 @@ def app(running: Running) -> FakeApp:
 
 
 def verifier(running: Running) -> InvocationTokenVerifier:
-    """The library's FIT verifier, configured from the functions' local environment (only the key set's URL is
-    the loopback one here)."""
+    """The deployment's FIT verifier, built from the functions' local environment (only the key set's URL is the
+    loopback one here)."""
     env = function_env({"SECRETS_KEY_ID": "alias/local"})
-    settings = Settings.from_env({**env, "FORGE_JWKS_URL": running.url + "/.well-known/jwks.json"})
-    assert settings.forge_app_id
-    keys = ForgeKeySets(override_url=settings.forge_jwks_url, session=loopback_session())
-    hosts = settings.forge_api_hosts
-    return InvocationTokenVerifier(
-        keys,
-        app_id=settings.forge_app_id,
-        leeway_seconds=settings.leeway_seconds,
-        api_base_url_check=lambda url: tenant_base_url(url, hosts, field="app.apiBaseUrl"),
-    )
+    return Deployment(
+        Settings.from_env({**env, "FORGE_JWKS_URL": running.url + "/.well-known/jwks.json"})
+    ).forge_verifier
+
+
+@pytest.fixture(autouse=True)
+def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loopback stays on loopback, whatever proxy the environment names."""
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
 
 
 # --- one address, the kit's fakes behind it ------------------------------------------------------------------------
