@@ -36,6 +36,13 @@ def assert_no_html(output: str) -> None:
 def test_make_run_twice_in_a_row_answers_a_signed_request_after_each(first_run: tuple[Stack, str, int]) -> None:
     stack, first, status_after_first = first_run
     assert "[scenario] all steps passed" in first
+    forge = [line for line in lines_of(first, "[scenario]") if " Forge: " in line]
+    assert len(forge) == 5, first[-6000:]
+    assert all(" ok " in line for line in forge), forge
+    assert "clientKey=local-test-tenant" in forge[1], "the Forge call knows the Connect tenant"
+    assert "INVALID_REMOTE_INVOCATION_ERROR" in forge[3], "the failed delivery was delivered again"
+    assert "TIMEOUT_ERROR" in forge[3], "and once more after its answer came too late"
+    assert "1 refused (permissions lag), 1 read" in forge[3], "processed once"
     assert "the tenant answers (no cache window left)" in first
     assert status_after_first == 200, "the test tenant answers the moment make run returns"
 
@@ -55,6 +62,16 @@ def test_make_run_twice_in_a_row_answers_a_signed_request_after_each(first_run: 
     refused = stack.make("call", "GET", "/pages/hello", "CONTEXT=1")
     assert refused.returncode != 0
     assert "reason=context_qsh_not_allowed" in refused.stdout
+
+    forge = stack.make("call", "POST", "/forge/hello", "FORGE=1")
+    assert forge.returncode == 0, forge.stdout
+    assert forge.stdout.splitlines()[1].startswith("200 OK")
+    assert '"clientKey": "local-test-tenant"' in forge.stdout, "the local tenant stays Connect-on-Forge"
+    assert f'"accountId": "{LOCAL_TENANT.account_id}"' in forge.stdout
+    assert "eyJ" not in forge.stdout, "no token is printed"
+    fit_on_connect = stack.make("call", "GET", "/pages/hello", "FORGE=1")
+    assert fit_on_connect.returncode != 0
+    assert "leave out FORGE=1" in fit_on_connect.stdout
 
 
 def test_a_busy_port_fails_make_run_before_anything_starts_and_names_the_program(
