@@ -359,12 +359,12 @@ class ForgeStory:
         before = self._kept_expiry()
         trigger = forge_side.scheduled_trigger()
         report = self._sim("/_sim/forge/deliver", {"path": "/forge/scheduled", "event": trigger, "scheduled": True})
-        [attempt] = report["attempts"] if report["delivered"] else [None]
-        if attempt is None:
-            last = report["attempts"][-1]
+        attempt = report["attempts"][-1]
+        if not report["delivered"] or len(report["attempts"]) != 1:
+            deliveries = len(report["attempts"])
             return (
                 False,
-                f"not delivered after {len(report['attempts'])} deliveries: {last['status']} {last['body'][:120]}",
+                f"{deliveries} deliveries, the last: {attempt['status']} {attempt['body'][:120]} (want one 200)",
             )
         after = self._kept_expiry()
         answer = _json_or_text(attempt["body"])
