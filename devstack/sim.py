@@ -123,7 +123,7 @@ class Simulator:
         self._deliveries = 0
         self._lock = threading.Lock()
         self._tenants: dict[str, LocalTenant] = {}
-        self.tenants = tenants  # type: ignore[assignment]
+        self.tenants = tenants
         self.oauth_audience = oauth_audience
 
     # configuration -------------------------------------------------------------------------------------------------
