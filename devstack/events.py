@@ -65,7 +65,9 @@ def http_event(
     path_parameters: dict[str, str] | None = None,
     authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A payload 2.0 event for a Lambda integration; ``authorizer`` is the context the authorizer returned."""
+    """A payload 2.0 event for a Lambda integration; ``authorizer`` is the context the authorizer returned. API
+    Gateway forwards every header to the integration, ``Authorization`` included (the lifecycle function reads it
+    again)."""
     method = route_key.split(" ", 1)[0]
     parts = urlsplit(target)
     event: dict[str, Any] = {
@@ -148,7 +150,7 @@ def forge_events(now: float) -> dict[str, dict[str, Any]]:
             "POST /forge/hello",
             "/forge/hello",
             now=now,
-            headers={**json_headers, **{k: v for k, v in hello.items() if k != "authorization"}},
+            headers={**json_headers, **hello},
             body=json.dumps({"from": "events/forge-hello.json"}),
             authorizer=_forge_context(now, user=True),
         ),
@@ -165,7 +167,7 @@ def forge_events(now: float) -> dict[str, dict[str, Any]]:
             f"POST /forge/{name}",
             f"/forge/{name}",
             now=now,
-            headers={**json_headers, **{k: v for k, v in headers.items() if k != "authorization"}},
+            headers={**json_headers, **headers},
             body=json.dumps(body),
             authorizer=_forge_context(now, user=False),
         )
@@ -194,7 +196,7 @@ def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
             f"POST /{name}",
             f"/{name}",
             now=now,
-            headers=json_headers,
+            headers={**json_headers, "authorization": "JWT " + token},  # the lifecycle function reads it too
             body=json.dumps(lifecycle_body(name)),
             authorizer=_context("qsh", now, user=False),
         )
@@ -214,7 +216,7 @@ def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
         "POST /webhooks/jira-issue-created",
         webhook_path,
         now=now,
-        headers={k: v for k, v in webhook_headers.items() if k != "authorization"},
+        headers=webhook_headers,
         body=webhook_body,
         path_parameters={"event": "jira-issue-created"},
         authorizer=_context("qsh", now, user=False),

@@ -289,7 +289,7 @@ def test_the_forge_sample_events_carry_what_forge_sends_and_a_fit_of_the_local_k
         context = event["requestContext"]["authorizer"]["lambda"]
         assert (context["tokenKind"], context["installationId"]) == ("forge", invocation.installation_id)
         assert context["apiBaseUrl"] == invocation.api_base_url
-        assert "authorization" not in event["headers"], "the function reads only the Forge tokens"
+        assert event["headers"]["authorization"].startswith("Bearer "), "API Gateway forwards it"
     for event in (delivered, trigger):
         assert "x-forge-oauth-user" not in event["headers"], "no user in session for events and triggers"
         assert event["requestContext"]["authorizer"]["lambda"]["accountId"] == ""
