@@ -51,10 +51,13 @@ class LocalTenant:
     shared_secret: str
     oauth_client_id: str
     account_id: str
+    site: str = ""
+    """Where the tenant's site is, when not where the function containers reach the simulator (a test's loopback
+    simulator: ``dataclasses.replace(LOCAL_TENANT, site=url)``)."""
 
     @property
     def base_url(self) -> str:
-        return SIM_URL
+        return self.site or SIM_URL
 
 
 LOCAL_TENANT = LocalTenant(

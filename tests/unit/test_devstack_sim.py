@@ -5,6 +5,7 @@ local stack configures the functions), the product API that accepts the local Fo
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from collections.abc import Iterator
@@ -22,24 +23,13 @@ from connect_lambda.testing.atlassian.loopback import LoopbackServer
 from connect_lambda.testing.forge import INVALID_FORGE_INVOCATION_TOKEN, INVALID_REMOTE_INVOCATION_ERROR, TIMEOUT_ERROR
 
 from devstack import forge_side
-from devstack.config import INSTALL_KID, LOCAL_FORGE, LOCAL_TENANT, LocalTenant
+from devstack.config import INSTALL_KID, LOCAL_FORGE, LOCAL_TENANT
 from devstack.events import build_events
 from devstack.keys import forge_invocation_key, forge_kid
 from devstack.sim import Simulator, fingerprint, make_handler
 from devstack.stack import function_env
 
 FORGE_API = f"/ex/jira/{LOCAL_FORGE.cloud_id}"
-
-
-@dataclass(frozen=True)
-class LoopbackTenant(LocalTenant):
-    """The local test tenant, whose site is the simulator on loopback (the containers know it by another name)."""
-
-    url: str = ""
-
-    @property
-    def base_url(self) -> str:
-        return self.url
 
 
 class FakeApp(LoopbackServer):
@@ -99,9 +89,7 @@ def running() -> Iterator[Running]:
         thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
         thread.start()
         url = f"http://127.0.0.1:{server.server_address[1]}"
-        sim.tenants = (
-            LoopbackTenant(**{k: getattr(LOCAL_TENANT, k) for k in LOCAL_TENANT.__dataclass_fields__}, url=url),
-        )
+        sim.tenants = (dataclasses.replace(LOCAL_TENANT, site=url),)
         sim.oauth_audience = url
         try:
             yield Running(sim, url, app)
