@@ -21,6 +21,7 @@ help:
 	@echo "  make reload       after an edit: build; restart start-api only if routes or settings changed"
 	@echo "  make watch        reload by itself whenever a function, the library or the template changes"
 	@echo "  make call GET /pages/hello   a signed request as the local test tenant (CONTEXT=1: a context token)"
+	@echo "  make call POST /forge/hello FORGE=1   a Forge Remote call: a Forge invocation token, user and system tokens"
 	@echo "  make logs         one line per request (route, function, outcome, reason), followed (RAW=1: sam's own)"
 	@echo "  make invoke FUNCTION=AuthorizerFunction EVENT=events/authorizer-page.json   sam local invoke, local build"
 	@echo "  make events       re-sign events/*.json for now"
@@ -93,7 +94,7 @@ ifeq (call,$(firstword $(MAKECMDGOALS)))
   $(eval $(CALL_ARGS):;@:)
 endif
 call: venv
-	@$(PY) -m devstack call $(CALL_ARGS) $(ARGS) $(if $(CONTEXT),--context) $(if $(TOKEN),--as $(TOKEN)) \
+	@$(PY) -m devstack call $(CALL_ARGS) $(ARGS) $(if $(CONTEXT),--context) $(if $(FORGE),--forge) $(if $(TOKEN),--as $(TOKEN)) \
 	  $(if $(QUERY),--token-in-query) $(if $(DATA),--data '$(DATA)')
 
 invoke: venv

@@ -8,10 +8,13 @@ Credentials (``--as``):
   ``Authorization: JWT`` header, or in ``?jwt=`` with ``--token-in-query`` (how the product loads pages);
 * ``context``: a context token (qsh ``context-qsh``), what ``AP.context.getToken()`` gives a page's script;
 * ``install``: a signed-install token (RS256, the local install key), for ``/installed`` and ``/uninstalled``;
+* ``forge`` (``--forge``): what Forge adds to a UI module's call to a Forge Remote endpoint (``invokeRemote``): a
+  Forge invocation token (``Authorization: Bearer``, signed with the local Forge key the simulator publishes) for
+  the local Forge installation and the local test tenant's user, the user and system tokens
+  (``x-forge-oauth-user``, ``x-forge-oauth-system``) and the trace ids;
 * ``none``: no token.
 
-More credential kinds (a Forge invocation token, ``--as forge``) register a :class:`Credential` in
-:data:`CREDENTIALS`.
+More credential kinds register a :class:`Credential` in :data:`CREDENTIALS`.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from urllib.parse import urlsplit
 
 import requests
 
-from devstack.config import APP_BASE_URL, LOCAL_TENANT, REQUESTS_LOG
+from devstack import forge_side
+from devstack.config import APP_BASE_URL, LOCAL_FORGE, LOCAL_TENANT, REQUESTS_LOG
 from devstack.product_side import install_token, tenant_token
 from devstack.redact import redact_line
 
@@ -77,13 +81,20 @@ def _install(request: Outgoing) -> None:
     request.headers["Authorization"] = "JWT " + install_token(urlsplit(request.target).path)
 
 
+def _forge(request: Outgoing) -> None:
+    request.headers.update(forge_side.invocation_headers(principal=True, user=True, system=True))
+
+
 CREDENTIALS: dict[str, Credential] = {
     "qsh": Credential(f"a qsh token of the local test tenant {LOCAL_TENANT.client_key!r}", _qsh),
     "context": Credential(f"a context token of the local test tenant {LOCAL_TENANT.client_key!r}", _context),
     "install": Credential("a signed-install token (the local install key)", _install),
+    "forge": Credential(
+        f"a Forge invocation token for installation {LOCAL_FORGE.installation_id.rsplit('/', 1)[1]} and the user "
+        f"{LOCAL_TENANT.account_id!r}, with the user and system tokens",
+        _forge,
+    ),
     "none": Credential("no token", lambda request: None),
-    # the Forge story adds: "forge": Credential("a Forge invocation token (FIT) ...", _fit), signing with the local
-    # Forge keys the simulator publishes (make call GET /forge/route TOKEN=forge)
 }
 
 
@@ -92,6 +103,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("path", help="the path and query, as sent: /pages/hello or '/api/search?q=x'")
     parser.add_argument("--as", dest="credential", default="qsh", choices=sorted(CREDENTIALS), help="the token")
     parser.add_argument("--context", action="store_const", const="context", dest="credential", help="= --as context")
+    parser.add_argument("--forge", action="store_const", const="forge", dest="credential", help="= --as forge")
     parser.add_argument("--token-in-query", action="store_true", help="qsh token in ?jwt= instead of the header")
     parser.add_argument("--data", help="the body: JSON text, or @file")
     parser.add_argument("-H", "--header", action="append", default=[], help="'Name: value' (repeatable)")
@@ -126,7 +138,15 @@ def _refusal(method: str, path: str, since: int, wait: float = 3.0) -> str | Non
     return None
 
 
-def _hint(line: str) -> str:
+def _hint(line: str, credential: str) -> str:
+    if "reason=missing_token" in line and credential == "forge":
+        return "this route takes a Connect token, not a Forge invocation token: leave out FORGE=1 (--as forge)"
+    if "reason=missing_token" in line and credential in ("qsh", "context"):
+        return "if this is a Forge route, it takes a Forge invocation token: add FORGE=1 (--as forge)"
+    if "reason=forge_keys_unavailable" in line:
+        return "the simulated Forge key set did not answer: make status; make run restarts the simulator"
+    if "reason=invalid_configuration" in line and credential == "forge":
+        return "the running functions have no Forge settings (FORGE_APP_ID): make run gives them"
     if "reason=unknown_tenant" in line or "reason=tenant_uninstalled" in line:
         return "the local test tenant is not installed: make run (or make reset) installs it"
     if "reason=tenant_disabled" in line:
@@ -181,7 +201,7 @@ def call(args: argparse.Namespace) -> int:
         line = _refusal(request.method, path, since)
         if line is not None:
             print(f"\nthe stack's log: {' '.join(line.split())}")
-            if hint := _hint(line):
+            if hint := _hint(line, args.credential):
                 print(f"hint: {hint}")
         return 1
     return 0

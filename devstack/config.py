@@ -1,7 +1,8 @@
 """Fixed names, ports and test credentials of the local stack.
 
 The credentials here are for the local stack only: a test tenant whose shared secret is public (it is in this
-file), and an install key generated on first use under ``.local/``. Nothing here is ever used on AWS.
+file), and the keys of the simulated Atlassian (the install key, the Forge invocation-token key, the Forge OAuth
+token key) generated on first use under ``.local/``. Nothing here is ever used on AWS.
 """
 
 from __future__ import annotations
@@ -34,6 +35,14 @@ CONTAINER_HOST = "host.docker.internal"
 
 INSTALL_KID = "local-test-install-key"
 INSTALL_KEY_FILE = STATE / "install-key.pem"
+FORGE_INVOCATION_KEY_FILE = STATE / "forge-invocation-key.pem"
+"""Signs the local FITs; the simulator publishes its public half as the Forge JWKS."""
+FORGE_OAUTH_KEY_FILE = STATE / "forge-oauth-key.pem"
+"""Signs the local Forge system and user tokens; the simulated product API accepts what it signed."""
+
+SIM_URL = f"http://{CONTAINER_HOST}:{SIM_PORT}"
+"""The simulated Atlassian as the function containers reach it: the tenant's site, the install-key CDN, the OAuth
+server, the Forge JWKS and the Forge product API (``/ex/jira/<cloudId>``)."""
 
 
 @dataclass(frozen=True)
@@ -42,11 +51,13 @@ class LocalTenant:
     shared_secret: str
     oauth_client_id: str
     account_id: str
-    display_name: str
+    site: str = ""
+    """Where the tenant's site is, when not where the function containers reach the simulator (a test's loopback
+    simulator: ``dataclasses.replace(LOCAL_TENANT, site=url)``)."""
 
     @property
     def base_url(self) -> str:
-        return f"http://{CONTAINER_HOST}:{SIM_PORT}"
+        return self.site or SIM_URL
 
 
 LOCAL_TENANT = LocalTenant(
@@ -54,7 +65,32 @@ LOCAL_TENANT = LocalTenant(
     shared_secret="local-test-tenant-shared-secret-not-a-real-credential-0001",  # local test tenant only
     oauth_client_id="local-test-oauth-client",
     account_id="557058:local-test-user",
-    display_name="Local Test User",
+)
+
+
+@dataclass(frozen=True)
+class LocalForge:
+    """The local stack's Forge app and its one installation, on the local test tenant's site (Connect-on-Forge: the
+    tenant's Connect install carries this installation)."""
+
+    app_id: str
+    installation_id: str
+    cloud_id: str
+    app_account_id: str
+    """Whom the system token acts as (the app's bot user); the user token acts as the invoking user."""
+
+    @property
+    def api_base_url(self) -> str:
+        """``app.apiBaseUrl`` of the FITs: the simulator's product API, as ``https://api.atlassian.com/ex/jira/<cloudId>``
+        is in production."""
+        return f"{SIM_URL}/ex/jira/{self.cloud_id}"
+
+
+LOCAL_FORGE = LocalForge(
+    app_id="ari:cloud:ecosystem::app/6f0c2a8e-1b4d-4c3a-9e5f-7a8b9c0d1e2f",
+    installation_id="ari:cloud:ecosystem::installation/3c2b1a09-8f7e-4d6c-a5b4-c3d2e1f0a9b8",
+    cloud_id="0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
+    app_account_id="557058:local-forge-app-bot",
 )
 
 

@@ -1,8 +1,14 @@
 """The sample events under events/, in the shapes API Gateway (HTTP API, payload 2.0) and EventBridge send.
 
-``python -m devstack resign-events`` rewrites them for the current time, signed for the local test tenant and
-the local install key, so that ``sam local invoke -e events/<file>`` works on any day (with the local stack's
-embedded AWS and simulated Atlassian running: ``make run``).
+``python -m devstack resign-events`` rewrites them for the current time, signed for the local test tenant, the
+local install key and the local Forge keys, so that ``sam local invoke -e events/<file>`` works on any day (with
+the local stack's embedded AWS and simulated Atlassian running: ``make run``). Their tokens live 3 minutes, the
+Forge invocation tokens too (Forge's live 25 s).
+
+The Forge events are for the local Forge installation, which ``make run`` leaves mapped to the local test tenant:
+``authorizer-forge-hello.json`` (the authorizer, a FIT on a Forge route), ``forge-hello.json`` (a resolver call
+with the user and system tokens), ``forge-events.json`` (an issue created; the app reads it back as the app) and
+``forge-scheduled.json`` (the hourly trigger and its fresh system token), the last three behind the authorizer.
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from devstack.config import API_PORT, LOCAL_TENANT, ROOT
+from devstack import forge_side
+from devstack.config import API_PORT, LOCAL_FORGE, LOCAL_TENANT, ROOT
 from devstack.product_side import install_token, lifecycle_body, tenant_token
 
 EVENTS = ROOT / "events"
@@ -58,7 +65,9 @@ def http_event(
     path_parameters: dict[str, str] | None = None,
     authorizer: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A payload 2.0 event for a Lambda integration; ``authorizer`` is the context the authorizer returned."""
+    """A payload 2.0 event for a Lambda integration; ``authorizer`` is the context the authorizer returned. API
+    Gateway forwards every header to the integration, ``Authorization`` included (the lifecycle function reads it
+    again)."""
     method = route_key.split(" ", 1)[0]
     parts = urlsplit(target)
     event: dict[str, Any] = {
@@ -116,6 +125,55 @@ def _context(kind: str, now: float, user: bool = True) -> dict[str, Any]:
     }
 
 
+def _forge_context(now: float, *, user: bool) -> dict[str, Any]:
+    """What the authorizer answers for a local FIT (the installation mapped to the local test tenant)."""
+    return {
+        "tokenKind": "forge",
+        "installationId": LOCAL_FORGE.installation_id,
+        "apiBaseUrl": LOCAL_FORGE.api_base_url,
+        "accountId": LOCAL_TENANT.account_id if user else "",
+        "cloudId": LOCAL_FORGE.cloud_id,
+        "clientKey": LOCAL_TENANT.client_key,
+        "issuedAt": int(now),
+        "transport": "bearer",
+    }
+
+
+def forge_events(now: float) -> dict[str, dict[str, Any]]:
+    json_headers = {"content-type": "application/json"}
+    hello = forge_side.invocation_headers(now=now, fit_lifetime=forge_side.EVENT_FIT_SECONDS)
+    events = {
+        "authorizer-forge-hello.json": authorizer_event(
+            "POST /forge/hello", "/forge/hello", now=now, headers={**json_headers, **hello}
+        ),
+        "forge-hello.json": http_event(
+            "POST /forge/hello",
+            "/forge/hello",
+            now=now,
+            headers={**json_headers, **hello},
+            body=json.dumps({"from": "events/forge-hello.json"}),
+            authorizer=_forge_context(now, user=True),
+        ),
+    }
+    for name, body, lifetime in (
+        ("events", forge_side.issue_created("DEMO-1", now=now), forge_side.CACHED_TOKEN_SECONDS),
+        ("scheduled", forge_side.scheduled_trigger(), forge_side.FRESH_TOKEN_SECONDS),
+    ):
+        system = forge_side.oauth_token("system", lifetime=lifetime, now=now)
+        headers = forge_side.invocation_headers(
+            principal=False, module_key=f"forge-{name}", system_token=system, now=now
+        )
+        events[f"forge-{name}.json"] = http_event(
+            f"POST /forge/{name}",
+            f"/forge/{name}",
+            now=now,
+            headers={**json_headers, **headers},
+            body=json.dumps(body),
+            authorizer=_forge_context(now, user=False),
+        )
+    return events
+
+
 def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
     now = time.time() if now is None else now
     json_headers = {"content-type": "application/json"}
@@ -138,7 +196,7 @@ def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
             f"POST /{name}",
             f"/{name}",
             now=now,
-            headers=json_headers,
+            headers={**json_headers, "authorization": "JWT " + token},  # the lifecycle function reads it too
             body=json.dumps(lifecycle_body(name)),
             authorizer=_context("qsh", now, user=False),
         )
@@ -158,7 +216,7 @@ def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
         "POST /webhooks/jira-issue-created",
         webhook_path,
         now=now,
-        headers={k: v for k, v in webhook_headers.items() if k != "authorization"},
+        headers=webhook_headers,
         body=webhook_body,
         path_parameters={"event": "jira-issue-created"},
         authorizer=_context("qsh", now, user=False),
@@ -188,6 +246,7 @@ def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
         "resources": [f"arn:aws:events:us-east-1:{ACCOUNT}:rule/connect-lambda-TokenRefresherEvery5Minutes"],
         "detail": {},
     }
+    events.update(forge_events(now))
     return events
 
 

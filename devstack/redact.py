@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from connect_lambda.testing.atlassian.oauth import TOKEN_PREFIX
+
 from devstack.config import LOCAL_TENANT
 
 REDACTED = "[redacted]"
@@ -23,7 +25,7 @@ _PATTERNS = (
     # credentials after an authorization scheme
     (re.compile(r"\b(JWT|Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{12,}"), r"\1 " + REDACTED),
     # the simulated authorization server's access tokens
-    (re.compile(r"\bsim-[A-Za-z0-9_-]{16,}"), REDACTED),
+    (re.compile(re.escape(TOKEN_PREFIX) + r"[A-Za-z0-9_-]{16,}"), REDACTED),
     # JSON values of credential-named keys
     (
         re.compile(

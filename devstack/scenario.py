@@ -1,13 +1,26 @@
-"""Plays the Connect protocol against the running stack, as an Atlassian site would, and prints each step.
+"""Plays the Connect protocol against the running stack, as an Atlassian site would, then the Connect-on-Forge
+story, as the site and Forge would, and prints each step.
 
-descriptor → signed install → enabled → webhook (twice: processed once) → iframe page load → context-token API
-call that reaches the product as the user → disabled (page refused) → uninstalled → the old tenant's token is
-refused. Each step is one line: its result, how long it took, and what came back (a failed step says why in one
-line: the status and the short JSON error, never a page of HTML). More stories (Forge, 3LO) append their steps to
+Connect: descriptor → signed install → enabled → webhook (twice: processed once) → iframe page load →
+context-token API call that reaches the product as the user → disabled (page refused) → uninstalled → the old
+tenant's token is refused.
+
+Connect-on-Forge (:class:`ForgeStory`, the simulator playing Forge): a Connect install carrying the Forge
+``installationId`` → a Forge resolver call (``POST /forge/hello`` with a FIT naming the user, and the user and
+system tokens) that knows the installation, the user, the site and the Connect tenant, and calls the product as
+the user through the FIT's ``apiBaseUrl`` → a FIT on a Connect route and a Connect token on a Forge route are
+refused → a Forge event the app fails once (the product refuses its read of the issue, as while an install's
+permissions propagate), delivered again with its ``retryContext`` and done, then delivered once more (its 2xx
+"came too late") and not done again → the scheduled trigger, whose system token the app keeps: its kept expiry
+moves forward.
+
+Each step is one line: its result, how long it took, and what came back (a failed step says why in one line: the
+status and the short JSON error, never a page of HTML). More stories (3LO) append their steps to
 :meth:`Scenario.steps`.
 
-:func:`setup_tenant` then leaves the local test tenant installed and enabled, and returns only once every warm
-function sees it so (no cache window): what ``make run`` ends with, and what ``make reset`` does.
+:func:`setup_tenant` then leaves the local test tenant installed (carrying the Forge installation) and enabled,
+and returns only once every warm function sees it so (no cache window): what ``make run`` ends with, and what
+``make reset`` does.
 """
 
 from __future__ import annotations
@@ -18,10 +31,22 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 
-from devstack.config import APP_BASE_URL, APP_KEY, LOCAL_TENANT, REQUESTS_LOG, TENANT_CACHE_SECONDS
+from devstack import forge_side
+from devstack.config import (
+    APP_BASE_URL,
+    APP_KEY,
+    LOCAL_FORGE,
+    LOCAL_TENANT,
+    MOTO_PORT,
+    REQUESTS_LOG,
+    SIM_PORT,
+    TENANT_CACHE_SECONDS,
+    docker_gateway,
+)
 from devstack.product_side import install_token, lifecycle_body, tenant_token
 from devstack.redact import redact_line
 
@@ -70,12 +95,12 @@ class Scenario:
         self.timeout = timeout
         self.webhook_id = str(uuid.uuid4())
 
-    def _lifecycle(self, name: str, *, signed_install: bool) -> requests.Response:
+    def _lifecycle(self, name: str, *, signed_install: bool, installation_id: str | None = None) -> requests.Response:
         path = f"/{name}"
         token = install_token(path) if signed_install else tenant_token("POST", path, user=False)
         return self.http.post(
             self.base + path,
-            data=json.dumps(lifecycle_body(name)),
+            data=json.dumps(lifecycle_body(name, installation_id=installation_id)),
             headers={"Content-Type": "application/json", "Authorization": "JWT " + token},
             timeout=self.timeout,
         )
@@ -141,8 +166,8 @@ class Scenario:
         )
         if response.status_code != 200:
             return False, describe(response) + " (want 200)"
-        ok = response.json().get("displayName") == LOCAL_TENANT.display_name
-        return ok, describe(response) + ("" if ok else f" (want 200 with displayName {LOCAL_TENANT.display_name!r})")
+        ok = response.json().get("accountId") == LOCAL_TENANT.account_id
+        return ok, describe(response) + ("" if ok else f" (want 200 with accountId {LOCAL_TENANT.account_id!r})")
 
     def context_token_on_page_refused(self) -> tuple[bool, str]:
         target = f"/pages/hello?{PAGE_QUERY}"
@@ -179,6 +204,9 @@ class Scenario:
         return refused, f"a fresh token signed with the old secret: {detail}"
 
     def steps(self) -> list[Step]:
+        return [*self.connect_steps(), *ForgeStory(self).steps()]
+
+    def connect_steps(self) -> list[Step]:
         return [
             Step("fetch the descriptor", self.descriptor),
             Step("signed install (POST /installed)", self.installed),
@@ -191,6 +219,179 @@ class Scenario:
             Step("uninstalled (POST /uninstalled)", self.uninstalled),
             Step("the old tenant's token is refused", self.old_token_refused),
         ]
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(epoch))
+
+
+class ForgeStory:
+    """Connect-on-Forge against the running stack: the Connect tenant's install carries the Forge installation, and
+    the simulator plays Forge (its FITs, tokens and deliveries; its product API counts every call it gets)."""
+
+    ISSUE_PATH = "/rest/api/3/issue/"
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.sim = f"http://{docker_gateway()}:{SIM_PORT}"
+        self.installed_at = 0.0
+
+    # the simulator ------------------------------------------------------------------------------------------------
+
+    def _sim(self, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        http, timeout = self.scenario.http, self.scenario.timeout * 4  # a delivery may take five requests
+        if body is None:
+            answer = http.get(self.sim + path, timeout=timeout)
+        else:
+            answer = http.post(self.sim + path, json=body, timeout=timeout)
+        answer.raise_for_status()
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def _forge_calls_since(self, total: int) -> list[dict[str, Any]]:
+        """The calls the simulator's Forge product API got after it had got ``total``: method, path, status, as
+        whom (never a token)."""
+        status = self._sim("/status")
+        calls: list[dict[str, Any]] = status["forge_product"]
+        return calls[len(calls) - (int(status["forge_product_requests"]) - total) :] if calls else []
+
+    def _forge_total(self) -> int:
+        return int(self._sim("/status")["forge_product_requests"])
+
+    def _kept_expiry(self) -> float | None:
+        """When the system token the app keeps for the installation expires (read from the embedded AWS; the token
+        itself stays sealed)."""
+        from devstack.aws import clients
+        from devstack.stack import read_env_file
+
+        dynamodb, _ = clients(f"http://{docker_gateway()}:{MOTO_PORT}")
+        item = dynamodb.get_item(
+            TableName=read_env_file()["INSTALLATIONS_TABLE"],
+            Key={"installationId": {"S": LOCAL_FORGE.installation_id}},
+            ConsistentRead=True,
+        ).get("Item", {})
+        expires = item.get("systemTokenExpiresAt", {}).get("N")
+        return float(expires) if expires else None
+
+    # the steps ----------------------------------------------------------------------------------------------------
+
+    def installed(self) -> tuple[bool, str]:
+        response = self.scenario._lifecycle(
+            "installed", signed_install=True, installation_id=LOCAL_FORGE.installation_id
+        )
+        self.installed_at = time.monotonic()
+        return self.scenario.expect(response, 204, f"installationId {LOCAL_FORGE.installation_id.rsplit('/', 1)[1]}: ")
+
+    def hello(self) -> tuple[bool, str]:
+        # a warm authorizer may hold the tenant as uninstalled for TENANT_CACHE_SECONDS after the Connect story
+        time.sleep(max(0.0, self.installed_at + TENANT_CACHE_SECONDS + 0.25 - time.monotonic()))
+        before = self._forge_total()
+        response = self.scenario.http.post(
+            self.scenario.base + "/forge/hello",
+            json={"from": "make run"},
+            headers=forge_side.invocation_headers(principal=True, user=True, system=True),
+            timeout=self.scenario.timeout,
+        )
+        if response.status_code != 200:
+            return False, describe(response) + " (want 200)"
+        body = response.json()
+        wanted = {
+            "installationId": LOCAL_FORGE.installation_id,
+            "accountId": LOCAL_TENANT.account_id,
+            "cloudId": LOCAL_FORGE.cloud_id,
+            "clientKey": LOCAL_TENANT.client_key,
+        }
+        wrong = [
+            f"{name}={body.get(name)!r} (want {value!r})" for name, value in wanted.items() if body.get(name) != value
+        ]
+        calls = self._forge_calls_since(before)
+        as_user = [c for c in calls if c["path"].endswith("/rest/api/3/myself") and c["as"] == LOCAL_TENANT.account_id]
+        if (body.get("myself") or {}).get("accountId") != LOCAL_TENANT.account_id or len(as_user) != 1:
+            wrong.append(f"myself={body.get('myself')} after {len(as_user)} call(s) as the user (want 1)")
+        if wrong:
+            return False, "200 but " + "; ".join(wrong)
+        path = as_user[0]["path"].replace(LOCAL_FORGE.cloud_id, "<cloudId>")
+        return True, (
+            f"200 clientKey={body['clientKey']} accountId={body['accountId']} cloudId={body['cloudId'][:8]}...; "
+            f"the product got GET {path} as the user, once"
+        )
+
+    def wrong_credentials_refused(self) -> tuple[bool, str]:
+        http, base, timeout = self.scenario.http, self.scenario.base, self.scenario.timeout
+        fit = forge_side.invocation_headers(user=False, system=False)
+        on_connect = http.get(f"{base}/pages/hello?{PAGE_QUERY}", headers=fit, timeout=timeout)
+        connect = "JWT " + tenant_token("POST", "/forge/hello")
+        on_forge = http.post(f"{base}/forge/hello", json={}, headers={"Authorization": connect}, timeout=timeout)
+        ok = on_connect.status_code == 403 and on_forge.status_code == 403
+        detail = (
+            f"FIT on GET /pages/hello: {describe(on_connect, 60)}; JWT on POST /forge/hello: {describe(on_forge, 60)}"
+        )
+        return ok, detail + ("" if ok else " (want 403 and 403)")
+
+    def event_failed_once(self) -> tuple[bool, str]:
+        event = forge_side.issue_created("DEMO-1")
+        before = self._forge_total()
+        self._sim("/_sim/forge/permissions-lag", {"requests": 1})
+        report = self._sim("/_sim/forge/deliver", {"path": "/forge/events", "event": event, "lateAnswers": 1})
+        attempts = report["attempts"]
+        shown = " -> ".join(
+            f"{a['status']}" if a["retryCount"] == 0 else f"retry {a['retryCount']} ({a['retryReason']}) {a['status']}"
+            for a in attempts
+        )
+        reads = [c for c in self._forge_calls_since(before) if self.ISSUE_PATH in c["path"]]
+        refused = [c for c in reads if c["status"] == 403]
+        done = [c for c in reads if c["status"] == 200 and c["as"] == LOCAL_FORGE.app_account_id]
+        wanted = [(0, None, 403), (1, "INVALID_REMOTE_INVOCATION_ERROR", 200), (2, "TIMEOUT_ERROR", 200)]
+        got = [(a["retryCount"], a["retryReason"], a["status"]) for a in attempts]
+        answers = [_json_or_text(a["body"]) for a in attempts[1:]]
+        same = len(answers) == 2 and answers[0] == answers[1] and isinstance(answers[0], dict)
+        issue = answers[0].get("issue") if same and isinstance(answers[0], dict) else None
+        ok = got == wanted and same and len(refused) == 1 and len(done) == 1 and bool(issue)
+        detail = (
+            f"{shown}; the same answer twice ({'yes' if same else 'NO'}); the issue read as the app: "
+            f"{len(refused)} refused (permissions lag), {len(done)} read (want 1 and 1)"
+        )
+        if got != wanted:
+            detail += f" (want {wanted}; the first answer: {attempts[0]['body'][:120]})"
+        return ok, detail
+
+    def scheduled_refresh(self) -> tuple[bool, str]:
+        before = self._kept_expiry()
+        trigger = forge_side.scheduled_trigger()
+        report = self._sim("/_sim/forge/deliver", {"path": "/forge/scheduled", "event": trigger, "scheduled": True})
+        attempt = report["attempts"][-1]
+        if not report["delivered"] or len(report["attempts"]) != 1:
+            deliveries = len(report["attempts"])
+            return (
+                False,
+                f"{deliveries} deliveries, the last: {attempt['status']} {attempt['body'][:120]} (want one 200)",
+            )
+        after = self._kept_expiry()
+        answer = _json_or_text(attempt["body"])
+        ok = (
+            isinstance(answer, dict)
+            and answer.get("systemTokenKept") is True
+            and after == report["systemTokenExpiresAt"]
+            and (before is None or after > before)
+        )
+        moved = f"{_utc(before) if before else 'none'} -> {_utc(after) if after else 'none'}"
+        return ok, f"{attempt['status']} {json.dumps(answer)[:60]}; the kept system token expires {moved}"
+
+    def steps(self) -> list[Step]:
+        return [
+            Step("Forge: Connect install with installationId", self.installed),
+            Step("Forge: POST /forge/hello, FIT -> product as user", self.hello),
+            Step("Forge: FIT on Connect, JWT on Forge: refused", self.wrong_credentials_refused),
+            Step("Forge: event fails once, retried, done once", self.event_failed_once),
+            Step("Forge: scheduled trigger, system token kept", self.scheduled_refresh),
+        ]
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def _log_size() -> int:
@@ -239,7 +440,7 @@ def run_steps(steps: list[Step], label: str = "scenario") -> bool:
 
 
 def play(base_url: str = APP_BASE_URL) -> bool:
-    print(f"[scenario] playing the Connect protocol against {base_url}", flush=True)
+    print(f"[scenario] playing the Connect protocol, then Connect-on-Forge, against {base_url}", flush=True)
     ok = run_steps(Scenario(base_url).steps())
     failed = "some steps FAILED (each says why above; the stack's view of each request: make logs)"
     print(f"[scenario] {'all steps passed' if ok else failed}", flush=True)
@@ -254,7 +455,11 @@ class TenantSetup:
         self.enabled_at = 0.0
 
     def installed(self) -> tuple[bool, str]:
-        return self.scenario.installed()
+        # a Connect-on-Forge tenant: its install carries the Forge installation (make call --as forge sees it)
+        response = self.scenario._lifecycle(
+            "installed", signed_install=True, installation_id=LOCAL_FORGE.installation_id
+        )
+        return self.scenario.expect(response, 204)
 
     def enabled(self) -> tuple[bool, str]:
         # /enabled passes the authorizer, whose warm container may hold the tenant as uninstalled for up to

@@ -34,11 +34,13 @@ from devstack.config import (
     BUILD_DIR,
     BUILT_TEMPLATE,
     CONTAINER_HOST,
+    LOCAL_FORGE,
     LOGS,
     MOTO_PORT,
     REQUESTS_LOG,
     ROOT,
     SIM_PORT,
+    SIM_URL,
     STATE,
     TENANT_CACHE_SECONDS,
     aws_env,
@@ -108,9 +110,14 @@ def function_env(resources: dict[str, str]) -> dict[str, str]:
         "APP_KEY": APP_KEY,
         "APP_BASE_URL": APP_BASE_URL,
         "APP_BASE_URL_PARAMETER": "",
-        "ALLOWED_TENANT_HOSTS": f"http://{CONTAINER_HOST}:{SIM_PORT}",
-        "INSTALL_KEYS_URL": f"http://{CONTAINER_HOST}:{SIM_PORT}/install-keys",
-        "OAUTH_SERVER_URL": f"http://{CONTAINER_HOST}:{SIM_PORT}",
+        "ALLOWED_TENANT_HOSTS": SIM_URL,
+        "INSTALL_KEYS_URL": f"{SIM_URL}/install-keys",
+        "OAUTH_SERVER_URL": SIM_URL,
+        # Forge: the local app's FITs verify against the simulator's key set, and its Forge tokens go to the
+        # simulator's product API (the FITs' apiBaseUrl) and nowhere else
+        "FORGE_APP_ID": LOCAL_FORGE.app_id,
+        "FORGE_JWKS_URL": f"{SIM_URL}/.well-known/jwks.json",
+        "FORGE_API_HOSTS": SIM_URL,
         "AWS_ENDPOINT_URL": f"http://{CONTAINER_HOST}:{MOTO_PORT}",
         "POWERTOOLS_LOG_LEVEL": "INFO",
         # short, so that the scenario sees a disable or uninstall reach the warm authorizer within seconds
@@ -173,12 +180,22 @@ def _moto_ok(gateway: str) -> bool:
 
 
 def _sim_ok(gateway: str) -> bool:
+    from devstack.keys import forge_invocation_key, forge_oauth_key, install_private_key
+    from devstack.sim import fingerprint
+
     if _ours_on_port(SIM) is None:
         return False
     try:
-        return requests.get(f"http://{gateway}:{SIM_PORT}/status", timeout=30).status_code == 200
-    except requests.RequestException:
+        answer = requests.get(f"http://{gateway}:{SIM_PORT}/status", timeout=30)
+        running = answer.json().get("fingerprint") if answer.status_code == 200 else None
+    except (requests.RequestException, ValueError, AttributeError):
         return False
+    for make_key in (install_private_key, forge_invocation_key, forge_oauth_key):
+        make_key()  # the keys the simulator serves: part of what it must agree on
+    if running != fingerprint():
+        say("the running simulated Atlassian was started from other code or keys: restarting it")
+        return False
+    return True
 
 
 def _api_ok() -> bool:

@@ -153,10 +153,13 @@ class Stack:
         return payload
 
 
-def stack_env(state: Path, ports: dict[str, str]) -> dict[str, str]:
+def stack_env(state: Path, ports: dict[str, str], root: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("MAKE", "MFLAGS"))}
+    # the copy's own library and app come first (the shared venv's editable install names this checkout's), so
+    # that what a test edits in the copy is what its make targets read (make template reads the declaration)
+    own = os.pathsep.join(str(root / part) for part in ("layers/connect", "layers/app"))
     # the copy uses this checkout's SAM CLI, Docker daemon and Lambda image (never a second daemon)
-    return {**env, **ports, "DEVSTACK_DIR": str(state), "LOCAL_ENV_DIR": str(ROOT / ".local")}
+    return {**env, **ports, "DEVSTACK_DIR": str(state), "LOCAL_ENV_DIR": str(ROOT / ".local"), "PYTHONPATH": own}
 
 
 @pytest.fixture(scope="session")
@@ -165,7 +168,7 @@ def first_run(sam_ready: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     request's status right after it."""
     root = copy_project(tmp_path_factory.mktemp("project"))
     state = tmp_path_factory.mktemp("devstack")
-    stack = Stack(root=root, state=state, env=stack_env(state, PORTS), events=state / "events")
+    stack = Stack(root=root, state=state, env=stack_env(state, PORTS, root), events=state / "events")
     try:
         run = stack.make("run")
         status = stack.get_page().status_code if run.returncode == 0 else 0

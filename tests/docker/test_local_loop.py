@@ -12,6 +12,7 @@ import time
 
 import pytest
 import requests
+from connect_lambda.testing.atlassian.oauth import TOKEN_PREFIX
 
 from devstack.config import LOCAL_TENANT
 from devstack.processes import port_open
@@ -35,6 +36,13 @@ def assert_no_html(output: str) -> None:
 def test_make_run_twice_in_a_row_answers_a_signed_request_after_each(first_run: tuple[Stack, str, int]) -> None:
     stack, first, status_after_first = first_run
     assert "[scenario] all steps passed" in first
+    forge = [line for line in lines_of(first, "[scenario]") if " Forge: " in line]
+    assert len(forge) == 5, first[-6000:]
+    assert all(" ok " in line for line in forge), forge
+    assert "clientKey=local-test-tenant" in forge[1], "the Forge call knows the Connect tenant"
+    assert "INVALID_REMOTE_INVOCATION_ERROR" in forge[3], "the failed delivery was delivered again"
+    assert "TIMEOUT_ERROR" in forge[3], "and once more after its answer came too late"
+    assert "1 refused (permissions lag), 1 read" in forge[3], "processed once"
     assert "the tenant answers (no cache window left)" in first
     assert status_after_first == 200, "the test tenant answers the moment make run returns"
 
@@ -55,13 +63,23 @@ def test_make_run_twice_in_a_row_answers_a_signed_request_after_each(first_run: 
     assert refused.returncode != 0
     assert "reason=context_qsh_not_allowed" in refused.stdout
 
+    forge = stack.make("call", "POST", "/forge/hello", "FORGE=1")
+    assert forge.returncode == 0, forge.stdout
+    assert forge.stdout.splitlines()[1].startswith("200 OK")
+    assert '"clientKey": "local-test-tenant"' in forge.stdout, "the local tenant stays Connect-on-Forge"
+    assert f'"accountId": "{LOCAL_TENANT.account_id}"' in forge.stdout
+    assert "eyJ" not in forge.stdout, "no token is printed"
+    fit_on_connect = stack.make("call", "GET", "/pages/hello", "FORGE=1")
+    assert fit_on_connect.returncode != 0
+    assert "leave out FORGE=1" in fit_on_connect.stdout
+
 
 def test_a_busy_port_fails_make_run_before_anything_starts_and_names_the_program(
     sam_ready: None, stack: Stack, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     ports = {"DEVSTACK_API_PORT": "3310", "DEVSTACK_MOTO_PORT": "5311", "DEVSTACK_SIM_PORT": "8401"}
     state = tmp_path_factory.mktemp("busy")
-    other = Stack(root=stack.root, state=state, env=stack_env(state, ports), events=state / "events")
+    other = Stack(root=stack.root, state=state, env=stack_env(state, ports, stack.root), events=state / "events")
     holder = subprocess.Popen(
         [sys.executable, "-m", "http.server", "3310", "--bind", "127.0.0.1"],
         stdout=subprocess.DEVNULL,
@@ -89,7 +107,9 @@ def test_a_busy_port_fails_make_run_before_anything_starts_and_names_the_program
 def test_a_failing_step_fails_make_run_with_one_line_each_and_reload_brings_the_fix(stack: Stack) -> None:
     page = stack.root / "functions/page/app.py"
     source = page.read_text()
-    page.write_text(source.replace("    caller = caller_identity(event)\n", f"    {BROKEN}\n", 1))
+    broken = source.replace('    installed_at = caller.settings.get("installed-at")\n', f"    {BROKEN}\n", 1)
+    assert broken != source, "the page handler changed: break it elsewhere"
+    page.write_text(broken)
     try:
         run = stack.make("run")
     finally:
@@ -100,7 +120,7 @@ def test_a_failing_step_fails_make_run_with_one_line_each_and_reload_brings_the_
     [page_step] = [line for line in lines_of(run.stdout, "[scenario]") if "iframe page load" in line]
     assert " FAIL " in page_step
     assert re.search(r"FAIL\s+\d+ ms\s+500 \{", page_step), page_step
-    assert "reason=page failed unexpectedly (RuntimeError: broken on purpose by a test)" in page_step
+    assert "reason=request failed unexpectedly (RuntimeError: broken on purpose by a test)" in page_step
     assert [line for line in lines_of(run.stdout, "[tenant]") if " FAIL " in line], "the tenant does not answer"
     [failed] = lines_of(run.stdout, "[stack] FAILED:")
     assert "the scenario and the local test tenant's setup" in failed
@@ -131,7 +151,7 @@ def test_make_logs_shows_each_request_with_its_refusal_reason_and_no_token_is_in
         assert "eyJ" not in text, f"a token in {path}"
         assert not re.search(r"jwt=(?!\[redacted\])", text, re.IGNORECASE), f"a jwt= value in {path}"
         assert LOCAL_TENANT.shared_secret not in text, f"the shared secret in {path}"
-        assert not re.search(r"\bsim-[A-Za-z0-9_-]{16,}", text), f"an access token in {path}"
+        assert TOKEN_PREFIX not in text, f"an access token in {path}"
 
 
 def test_an_aws_sam_build_between_two_local_runs_does_not_touch_the_local_stack(stack: Stack) -> None:
@@ -153,22 +173,25 @@ def test_an_aws_sam_build_between_two_local_runs_does_not_touch_the_local_stack(
 
 
 def test_a_new_route_is_served_after_make_reload(stack: Stack) -> None:
-    template, routes = stack.root / "template.yaml", stack.root / "functions/authorizer/routes.py"
-    sources = {template: template.read_text(), routes: routes.read_text()}
-    page_event = "          Properties: {ApiId: !Ref ConnectApi, Method: GET, Path: /pages/hello}\n"
-    bye_event = "        Bye:\n          Type: HttpApi\n" + page_event.replace("/pages/hello", "/pages/bye")
+    """A route is one line in the app's declaration and a handler: make reload regenerates template.yaml from the
+    declaration (make template) and restarts start-api for the new route."""
+    declaration, page = stack.root / "layers/app/connect_app/__init__.py", stack.root / "functions/page/app.py"
+    template = stack.root / "template.yaml"
+    sources = {path: path.read_text() for path in (declaration, page, template)}
+    hello = next(line for line in sources[declaration].splitlines(keepends=True) if '"/pages/hello"' in line)
+    bye = hello.replace("hello-page", "bye-page").replace("/pages/hello", "/pages/bye")
     stack.ensure_tenant()
-    bye = PAGE.replace("/pages/hello", "/pages/bye")
+    bye_page = PAGE.replace("/pages/hello", "/pages/bye")
     try:
-        assert stack.get_page(bye).status_code == 403, "not served yet"
-        template.write_text(sources[template].replace(page_event, page_event + bye_event, 1))
-        policy = '    "GET /pages/hello": RoutePolicy(TokenKind.QSH),\n'
-        routes.write_text(sources[routes].replace(policy, policy + policy.replace("hello", "bye"), 1))
+        assert stack.get_page(bye_page).status_code == 403, "not served yet"
+        declaration.write_text(sources[declaration].replace(hello, hello + bye, 1))
+        handler = "handler = app.lambda_handler\n"
+        page.write_text(sources[page].replace(handler, f'app.handles("bye-page")(hello)\n\n{handler}', 1))
         started = time.monotonic()
         reload = stack.make("reload")
         assert reload.returncode == 0, reload.stdout[-4000:]
         assert "routes changed: +GET /pages/bye -> PageFunction" in reload.stdout
-        answer = stack.get_page(bye)
+        answer = stack.get_page(bye_page)
         print(f"\n[live code] a new route answered {time.monotonic() - started:.1f} s after make reload began")
         assert answer.status_code == 200, answer.text[:300]
         assert LOCAL_TENANT.client_key in answer.text

@@ -3,12 +3,14 @@ end to end (the scenario)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 
+from devstack.config import LOCAL_FORGE, LOCAL_TENANT
 from tests.docker.conftest import ROOT, Stack
 
 pytestmark = pytest.mark.docker
@@ -46,7 +48,7 @@ def test_every_function_answers_its_event_through_sam_local_invoke_across_a_whol
 
     myself = stack.invoke("ContextApiFunction", "context-api.json")
     assert myself["statusCode"] == 200
-    assert "Local Test User" in str(myself["body"])
+    assert "557058:local-test-user" in str(myself["body"]), "the product saw the call as the user"
 
     refreshed = stack.invoke("TokenRefresherFunction", "token-refresher.json")
     assert set(refreshed) == {"refreshed", "failed", "skipped", "examined"}
@@ -71,6 +73,32 @@ def test_start_api_allows_a_signed_request_and_refuses_forged_and_missing_tokens
     assert stack.get_page().status_code == 200
     assert stack.get_page(secret="not-the-tenant-secret-at-all-000000").status_code == 403
     assert requests.get(stack.api + "/pages/hello", timeout=60).status_code == 403
+
+
+def test_the_forge_function_and_the_authorizer_answer_the_forge_sample_events_through_sam_local_invoke(
+    stack: Stack,
+) -> None:
+    stack.ensure_tenant()  # the local test tenant, its install carrying the local Forge installation
+    allowed = stack.invoke("AuthorizerFunction", "authorizer-forge-hello.json")
+    assert allowed["isAuthorized"] is True, allowed
+    assert allowed["context"]["tokenKind"] == "forge"
+    assert allowed["context"]["installationId"] == LOCAL_FORGE.installation_id
+    assert allowed["context"]["clientKey"] == LOCAL_TENANT.client_key, "mapped by the Connect install"
+
+    hello = stack.invoke("ForgeFunction", "forge-hello.json")
+    assert hello["statusCode"] == 200, hello
+    answer = json.loads(str(hello["body"]))
+    assert answer["myself"]["accountId"] == LOCAL_TENANT.account_id, "the product was called as the user"
+
+    delivered = stack.invoke("ForgeFunction", "forge-events.json")
+    assert delivered["statusCode"] == 200, delivered
+    assert json.loads(str(delivered["body"]))["issue"]["key"] == "DEMO-1", "read back as the app"
+    again = stack.invoke("ForgeFunction", "forge-events.json")
+    assert json.loads(str(again["body"])) == json.loads(str(delivered["body"])), "a redelivery is processed once"
+
+    trigger = stack.invoke("ForgeFunction", "forge-scheduled.json")
+    assert trigger["statusCode"] == 200, trigger
+    assert json.loads(str(trigger["body"])) == {"systemTokenKept": True}
 
 
 _ELF_MACHINES = {0x3E: "x86_64", 0xB7: "arm64"}

@@ -15,14 +15,18 @@ from connect_app import app as declaration
 from connect_lambda.forge.ids import installation_ari
 from connect_lambda.stores.installations import InstallationStore
 from connect_lambda.testing.atlassian.forge_jwks import FakeForgeJwks
-from connect_lambda.testing.atlassian.product import FakeProduct
+from connect_lambda.testing.atlassian.product import FakeProduct, status_answer
 from connect_lambda.testing.events import authorizer_event, behind_authorizer, http_event, jwt_header
 from connect_lambda.testing.forge import (
     ACCOUNT_ID,
     APP_ARI,
     CLOUD_ID,
     INSTALLATION_ARI,
+    INVALID_REMOTE_INVOCATION_ERROR,
+    TIMEOUT_ERROR,
+    DeliveryAnswer,
     app_claims,
+    deliver,
     fit,
     fit_claims,
     forge_oauth_token,
@@ -224,7 +228,8 @@ def test_an_older_system_token_never_replaces_a_newer_one(functions, product, wo
     newer, _ = tokens(product, lifetime=4 * 3600)
     older, _ = tokens(product, lifetime=2 * 3600)
     for system in (newer, older):
-        call(functions, *forge_request(product, "POST", "/forge/scheduled", system=system, principal=None))
+        answer = call(functions, *forge_request(product, "POST", "/forge/scheduled", system=system, principal=None))
+        assert answer == (200, {"systemTokenKept": True})
     store = functions["forge"].app.deployment.installations
     assert store.system_token(INSTALLATION_ARI).value == newer
 
@@ -241,16 +246,53 @@ def test_a_forge_event_failing_once_is_processed_exactly_once_across_forges_retr
         return original(delivery)
 
     monkeypatch.setattr(forge, "process", flaky)
+    system, _ = tokens(product)
     event = {"eventType": "avi:jira:created:issue", "issue": {"id": "10001", "key": "ABC-1"}, "timestamp": 1}
-    first = call(functions, *forge_request(product, "POST", "/forge/events", body=event, principal=None))
+
+    def deliver(body: dict[str, Any]) -> tuple[int, Any]:
+        return call(
+            functions, *forge_request(product, "POST", "/forge/events", body=body, system=system, principal=None)
+        )
+
+    first = deliver(event)
     assert first[0] == 500  # not 2xx: Forge retries
-    retry = {**event, "retryContext": {"retryCount": 1, "retryReason": "INVALID_REMOTE_INVOCATION_ERROR"}}
-    second = call(functions, *forge_request(product, "POST", "/forge/events", body=retry, principal=None))
-    nested = {"payload": {**event, "retryContext": {"retryCount": 2, "retryData": None}}}
-    third = call(functions, *forge_request(product, "POST", "/forge/events", body={**nested}, principal=None))
-    assert second == (200, {"processed": "avi:jira:created:issue"})
+    second = deliver({**event, "retryContext": {"retryCount": 1, "retryReason": "INVALID_REMOTE_INVOCATION_ERROR"}})
+    third = deliver({"payload": {**event, "retryContext": {"retryCount": 2, "retryData": None}}})
+    processed = {"processed": "avi:jira:created:issue", "issue": {"key": "ABC-1", "summary": "Issue ABC-1"}}
+    assert second == (200, processed)
     assert len(runs) == 2  # the failed run and the one that succeeded; the last retry got the recorded answer
-    assert third[0] == 200
+    assert third == (200, processed)
+    [read] = product.requests
+    assert read.raw_path == f"/ex/jira/{CLOUD_ID}/rest/api/3/issue/ABC-1"
+    assert read.authorization == f"Bearer {system}", "read as the app, with the system token kept for it"
+
+
+def test_forges_retries_of_an_event_the_product_refused_once_read_the_issue_once(functions, product):
+    """What the local stack plays: the product refuses the app's first read (permissions lag behind an install),
+    the delivery fails, Forge delivers it again (the kit's :func:`deliver`), and a redelivery after the work was
+    done (its 2xx came too late) gets the recorded answer without a second read."""
+    system, _ = tokens(product)
+    product.answer_next(status_answer(403))
+    late = [1]
+
+    def send(body: dict[str, Any]) -> DeliveryAnswer:
+        status, answer = call(
+            functions, *forge_request(product, "POST", "/forge/events", body=body, system=system, principal=None)
+        )
+        too_late = status == 200 and late[0] > 0
+        late[0] -= too_late
+        return DeliveryAnswer(status, json.dumps(answer), timed_out=too_late)
+
+    event = {"eventType": "avi:jira:created:issue", "issue": {"id": "10002", "key": "ABC-2"}, "timestamp": 2}
+    attempts = deliver(send, event)
+    assert [(a.retry_count, a.retry_reason, a.answer.status) for a in attempts] == [
+        (0, None, 403),
+        (1, INVALID_REMOTE_INVOCATION_ERROR, 200),
+        (2, TIMEOUT_ERROR, 200),
+    ]
+    assert json.loads(attempts[1].answer.body) == json.loads(attempts[2].answer.body)
+    assert json.loads(attempts[2].answer.body)["issue"] == {"key": "ABC-2", "summary": "Issue ABC-2"}
+    assert [request.status for request in product.requests] == [403, 200], "read once more, and only once"
 
 
 def test_a_forge_lifecycle_event_records_the_site_and_one_about_another_installation_is_refused(functions, product):
@@ -287,3 +329,27 @@ def test_the_declared_forge_routes_are_behind_the_authorizer_as_forge_routes():
     policy = declaration.policy()
     for path in ("/forge/hello", "/forge/events", "/forge/scheduled"):
         assert policy[f"POST {path}"].credential.value == "forge"
+
+
+def test_work_done_once_gets_the_delivery_whatever_it_names_its_parameter(functions):
+    """Powertools hands the delivery over by keyword; the work is called with it positionally (the scheduled
+    trigger's work, a lambda over ``record``, failed every delivery before)."""
+    deliveries = functions["forge"].app.deployment.deliveries
+
+    def work(record: dict[str, Any]) -> dict[str, Any]:
+        return {"seen": record["key"]}
+
+    assert deliveries.once(work, {"key": "installation#1"}, key="key") == {"seen": "installation#1"}
+    assert deliveries.once(lambda anything: {"again": True}, {"key": "installation#2"}, key="key") == {"again": True}
+
+
+def test_a_repeated_delivery_gets_the_very_same_answer_to_the_order_of_its_keys(functions):
+    deliveries = functions["forge"].app.deployment.deliveries
+
+    def work(delivery: dict[str, Any]) -> dict[str, Any]:
+        return {"z": 1, "a": {"y": 2, "b": [3, {"d": 4, "c": 5}]}, "m": "x"}
+
+    first = deliveries.once(work, {"key": "installation#3"}, key="key")
+    again = deliveries.once(work, {"key": "installation#3"}, key="key")
+    assert json.dumps(first) == json.dumps(again)
+    assert first == work({})

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from connect_lambda.testing.atlassian.oauth import TOKEN_PREFIX
 
+from devstack import forge_side
 from devstack.config import LOCAL_TENANT
 from devstack.product_side import tenant_token
 from devstack.redact import REDACTED, redact_line, scrub_file
@@ -31,7 +33,9 @@ def access(request: str, status: int, colour: bool = False) -> str:
         f"a token cut short: {TOKEN[:40]}",
         f'{{"sharedSecret": "{LOCAL_TENANT.shared_secret}", "clientKey": "local-test-tenant"}}',
         f"the shared secret in plain text: {LOCAL_TENANT.shared_secret}",
-        "Bearer sim-" + "A1b2" * 10,
+        "Bearer fake-user-token-1-" + "A1b2" * 10,
+        "an access token alone: " + TOKEN_PREFIX + "12-" + "A1b2" * 10,
+        f'{{"x-forge-oauth-system": "{forge_side.oauth_token("system", lifetime=60)}"}}',
     ],
 )
 def test_no_token_or_secret_survives_redaction(line: str) -> None:

@@ -10,6 +10,8 @@ tenant's identifiers never collide with another's.
 
 from __future__ import annotations
 
+import functools
+import json
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -57,9 +59,16 @@ class Deliveries:
                     raise_on_no_idempotency_key=True,
                     expires_after_seconds=expires_after_seconds,
                 )
+
+                # Powertools passes the delivery by keyword: the work gets it positionally, whatever it names it
+                # (the wrapper keeps the work's module and qualified name, which name its idempotency records)
+                @functools.wraps(work)
+                def positional(delivery: dict[str, Any]) -> dict[str, Any]:
+                    return work(delivery)
+
                 wrapped = idempotent_function(
                     data_keyword_argument="delivery", persistence_store=self._persistence(), config=config
-                )(work)
+                )(positional)
                 found = self._wrapped[(work, key, expires_after_seconds)] = (wrapped, config)
             return found
 
@@ -72,7 +81,10 @@ class Deliveries:
         expires_after_seconds: int = 24 * 3600,
         lambda_context: Any = None,
     ) -> dict[str, Any]:
-        """``work(delivery)``'s answer: computed now for a new delivery, recorded for a repeated one."""
+        """``work(delivery)``'s answer: computed now for a new delivery, recorded for a repeated one; the same either
+        way, to the order of its keys (Powertools records an answer as JSON with its keys sorted, so the first
+        answer is given in that form too, and a retry gets the very bytes the first delivery got)."""
+        from aws_lambda_powertools.shared.json_encoder import Encoder  # noqa: PLC0415
         from aws_lambda_powertools.utilities.idempotency.exceptions import (  # noqa: PLC0415
             IdempotencyAlreadyInProgressError,
             IdempotencyKeyError,
@@ -92,4 +104,5 @@ class Deliveries:
             raise DependencyUnavailableError("recording the delivery failed") from exc
         if not isinstance(answer, dict):
             raise DependencyUnavailableError("the recorded answer of the delivery is unreadable")
-        return answer
+        canonical: dict[str, Any] = json.loads(json.dumps(answer, cls=Encoder, sort_keys=True))
+        return canonical

@@ -31,6 +31,8 @@ class LoopbackServer:
 
     def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
         self.closing = threading.Event()
+        # answers go out at once: with Nagle on, a kept-alive connection waits ~40 ms for each later answer
+        handler.disable_nagle_algorithm = True
         self._server = _QuietServer(("127.0.0.1", 0), handler)
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, name=self.name, daemon=True

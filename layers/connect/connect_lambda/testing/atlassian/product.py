@@ -9,7 +9,9 @@ way the product does, independently of ``connect_lambda``:
   hash of a canonical request computed here from the raw request line (PROTOCOL.md §2, Java rules) with the
   tenant's context path removed;
 * ``Authorization: Bearer <token>`` (a user): a token the fake authorization server issued for this tenant, not
-  expired and not revoked; the request then acts as that token's account;
+  expired and not revoked; the request then acts as that token's account. Or a Forge system or user token: one the
+  test accepted (:meth:`FakeProduct.accept_forge_token`), or one signed (RS256) by the Forge token issuer the fake
+  trusts (:meth:`FakeProduct.trust_forge_issuer`) whose ``exp`` is ahead, acting as its ``sub``;
 * ``Authorization: Basic base64(email:api-token)`` (an API token): one registered with ``accept_api_token``.
 
 Anything else is a 401. Tests can script the next answers (401, 403, 429 with ``Retry-After``, 503, a redirect to
@@ -31,6 +33,10 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import quote, unquote_plus
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from connect_lambda.testing.atlassian.loopback import LoopbackServer
 from connect_lambda.testing.atlassian.oauth import FakeAuthorizationServer
@@ -131,7 +137,11 @@ def redirect_answer(location: str, status: int = 302) -> ProductAnswer:
 
 
 class FakeProduct(LoopbackServer):
-    """``with FakeProduct(oauth, context_path="/wiki") as product: product.register_app(...)``; ``product.requests``."""
+    """``with FakeProduct(oauth, context_path="/wiki") as product: product.register_app(...)``; ``product.requests``.
+
+    ``public_url``: the origin clients know the product by, when that is not the fake's own loopback address (the
+    local stack's simulator puts the fake behind its own address); the tenant's ``baseUrl`` is built from it.
+    """
 
     def __init__(
         self,
@@ -140,9 +150,11 @@ class FakeProduct(LoopbackServer):
         context_path: str = "",
         clock: Callable[[], float] = time.time,
         hang_seconds: float = 10.0,
+        public_url: str | None = None,
     ) -> None:
         self.oauth = oauth
         self.context_path = context_path.rstrip("/")
+        self.public_url = public_url.rstrip("/") if public_url else None
         self.clock = clock
         self.hang_seconds = hang_seconds
         self.app_key: str | None = None
@@ -151,6 +163,7 @@ class FakeProduct(LoopbackServer):
         self._revoked: set[str] = set()
         self._forge_tokens: dict[str, str] = {}
         self._api_tokens: dict[str, str] = {}
+        self._forge_issuer: rsa.RSAPublicKey | None = None
         self._queued: list[ProductAnswer] = []
         self._requests: list[ProductRequest] = []
         self._lock = threading.Lock()
@@ -159,7 +172,7 @@ class FakeProduct(LoopbackServer):
     @property
     def tenant_base_url(self) -> str:
         """The tenant's ``baseUrl`` (the origin plus the context path, e.g. ``/wiki``)."""
-        return self.base_url + self.context_path
+        return (self.public_url or self.base_url) + self.context_path
 
     # configuration -----------------------------------------------------------------------------------------------
 
@@ -184,6 +197,13 @@ class FakeProduct(LoopbackServer):
         """Accept ``Basic`` authentication with this email and API token, as this account."""
         with self._lock:
             self._api_tokens[f"{email}:{token}"] = account_id
+
+    def trust_forge_issuer(self, public_key: rsa.RSAPublicKey) -> None:
+        """Accept every Forge token signed (RS256) by this key while its ``exp`` is ahead, acting as its ``sub``:
+        as api.atlassian.com accepts the tokens Forge issues, whoever hands them over. For a product whose tokens
+        are minted elsewhere (in another process of the local stack) and so cannot be accepted one by one."""
+        with self._lock:
+            self._forge_issuer = public_key
 
     def revoke(self, token: str) -> None:
         """The product no longer accepts this bearer token (401), as after a revocation."""
@@ -277,6 +297,9 @@ class FakeProduct(LoopbackServer):
         with self._lock:
             revoked = token in self._revoked
             forge_account = self._forge_tokens.get(token)
+            issuer = self._forge_issuer
+        if forge_account is None and issuer is not None:
+            forge_account = self._issued_forge_account(token, issuer)
         if forge_account is not None and not revoked:
             request.account_id = forge_account
             return
@@ -291,6 +314,26 @@ class FakeProduct(LoopbackServer):
             request.problems.append("bearer token revoked")
         else:
             request.account_id = grant.account_id
+
+    def _issued_forge_account(self, token: str, issuer: rsa.RSAPublicKey) -> str | None:
+        """The ``sub`` of a Forge token the trusted issuer signed and that has not expired, else ``None``."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None
+        try:
+            header = json.loads(_b64url_decode(parts[0]))
+            claims = json.loads(_b64url_decode(parts[1]))
+            issuer.verify(
+                _b64url_decode(parts[2]), f"{parts[0]}.{parts[1]}".encode(), padding.PKCS1v15(), hashes.SHA256()
+            )
+        except (ValueError, InvalidSignature):
+            return None
+        if not isinstance(header, dict) or header.get("alg") != "RS256" or not isinstance(claims, dict):
+            return None
+        subject, expires = claims.get("sub"), claims.get("exp")
+        if not isinstance(subject, str) or type(expires) is not int or expires <= self.clock():
+            return None
+        return subject
 
     # the API -----------------------------------------------------------------------------------------------------
 
