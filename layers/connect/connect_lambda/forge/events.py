@@ -56,16 +56,22 @@ class ForgeDelivery:
 
 
 def _without_retry_context(body: dict[str, Any]) -> tuple[dict[str, Any], int]:
-    """The event itself (unwrapped from a ``payload`` envelope, as the docs show it both ways) without its
-    ``retryContext``, and the retry count: whichever shape Forge uses, every retry keys the same."""
+    """The event itself without its ``retryContext``, and the retry count.
+
+    The docs show events both bare and in a ``payload`` envelope, and ``retryContext`` at the top level or under
+    ``payload`` (FORGE.md 2.3). Whatever is not an event at the top level (it has no ``eventType``) but wraps a
+    ``payload`` object is an envelope and is unwrapped, whether or not this delivery is a retry: so a first delivery
+    and its retries key the same in every combination, scheduled triggers (no ``eventType``) included."""
     retry = body.get("retryContext")
-    inner = body.get("payload")
-    if isinstance(inner, dict) and ("eventType" in inner or "retryContext" in inner):
+    event = {k: v for k, v in body.items() if k != "retryContext"}
+    inner = event.get("payload")
+    if isinstance(inner, dict) and "eventType" not in event:
         retry = retry if retry is not None else inner.get("retryContext")
-        body = inner
-    body = {k: v for k, v in body.items() if k != "retryContext"}
+        event = {k: v for k, v in inner.items() if k != "retryContext"}
     count = retry.get("retryCount") if isinstance(retry, dict) else 0
-    return body, count if isinstance(count, int) and not isinstance(count, bool) and 0 <= count < 100 else 0
+    if isinstance(count, int) and not isinstance(count, bool) and 0 <= count < 100:
+        return event, count
+    return event, 0
 
 
 def parse_delivery(
