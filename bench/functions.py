@@ -77,7 +77,7 @@ class LocalWorld:
             APP_KEY=APP_KEY,
             APP_BASE_URL=APP_BASE_URL,
             APP_BASE_URL_PARAMETER="",
-            ALLOWED_TENANT_HOSTS="http://127.0.0.1",
+            ALLOWED_TENANT_HOSTS=self.sim_url,  # http://127.0.0.1:<port>: a loopback pattern names its port
             INSTALL_KEYS_URL=f"{self.sim_url}/install-keys",
             OAUTH_SERVER_URL=self.sim_url,
             AWS_ENDPOINT_URL=self.endpoint,
@@ -170,6 +170,9 @@ def local_world() -> Iterator[LocalWorld]:
                     body["baseUrl"] = body["displayUrl"] = sim_url
                     event["body"] = json.dumps(body)
                     event["headers"]["content-length"] = str(len(event["body"].encode()))
+            for name in ("enabled", "disabled"):  # the integration receives the request's headers, token included
+                authorization = events[f"authorizer-{name}.json"]["headers"]["authorization"]
+                events[f"lifecycle-{name}.json"]["headers"].setdefault("authorization", authorization)
             events["forged:authorizer-page.json"] = _forged(events["authorizer-page.json"])
             yield LocalWorld(endpoint=endpoint, sim_url=sim_url, resources=provision(endpoint), events=events)
         finally:
