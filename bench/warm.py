@@ -11,7 +11,6 @@ import cProfile
 import hashlib
 import json
 import pstats
-import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from connect_lambda.testing.aws import AwsWorld
 from bench.common import (
     BENCH,
     INFO,
+    NodeSide,
     Options,
     Row,
     SectionResult,
@@ -69,47 +69,6 @@ SCRIPT = BENCH / "node" / "warm.js"
 
 
 # --- the Node side ------------------------------------------------------------------------------------------------
-
-
-class NodeSide:
-    """One long-lived node process; Python asks it for timed batches (JSON lines over its stdin/stdout)."""
-
-    def __init__(self, node: str, data_file: Path) -> None:
-        self._process = subprocess.Popen(
-            [node, str(SCRIPT)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
-        )
-        self.info = self._call({"cmd": "load", "file": str(data_file)})
-
-    def _call(self, command: dict[str, Any]) -> dict[str, Any]:
-        assert self._process.stdin is not None
-        assert self._process.stdout is not None
-        self._process.stdin.write(json.dumps(command) + "\n")
-        self._process.stdin.flush()
-        line = self._process.stdout.readline()
-        if not line:
-            raise RuntimeError("the node side exited")
-        answer: dict[str, Any] = json.loads(line)
-        if "error" in answer:
-            raise RuntimeError(f"node side: {answer['error']}")
-        return answer
-
-    def timer(self, mode: str) -> Callable[[int], float]:
-        def run(n: int) -> float:
-            answer = self._call({"cmd": "run", "mode": mode, "n": n})
-            if answer["ok"] != n:
-                raise RuntimeError(f"node verified {answer['ok']} of {n} tokens")
-            return float(answer["ns"]) / 1e9
-
-        return run
-
-    def close(self) -> None:
-        assert self._process.stdin is not None
-        self._process.stdin.close()
-        try:
-            self._process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
 
 
 # --- the Python sides ---------------------------------------------------------------------------------------------
@@ -291,7 +250,7 @@ def run(options: Options) -> SectionResult:
                     }
                 )
             )
-            node_side = NodeSide(node, data) if node else None
+            node_side = NodeSide(node, SCRIPT, data) if node else None
             samples: dict[str, dict[str, list[float]]] = {}
             warmup = {"python": options.pick(5000, 1000), "plain": 500, "node": options.pick(100_000, 30_000)}
             try:
