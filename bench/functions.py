@@ -39,9 +39,13 @@ FUNCTION_EVENTS: dict[str, tuple[str, ...]] = {
         "authorizer-webhook.json",
         "authorizer-context-api.json",
         "authorizer-enabled.json",
+        "authorizer-forge.json",
         "forged:authorizer-page.json",  # a refusal too, so that the denial path counts as used
     ),
     "page": ("page.json",),
+    # not the scheduled trigger: its sample handler answers 500 today (once() calls work(delivery=...), the sample's
+    # lambda names its parameter 'record'); the event below carries the system token, so that path runs anyway
+    "forge": ("forge-events.json", "forge-events-retry.json"),
     "webhook": ("webhook.json",),
     "context_api": ("context-api.json",),
     "token_refresher": ("token-refresher.json",),
@@ -49,7 +53,8 @@ FUNCTION_EVENTS: dict[str, tuple[str, ...]] = {
 EXPECTED = {
     "lifecycle": [204, 204],
     "descriptor": [200],
-    "authorizer": ["allowed", "allowed", "allowed", "allowed", "denied"],
+    "authorizer": ["allowed", "allowed", "allowed", "allowed", "allowed", "denied"],
+    "forge": [200, 200],
     "page": [200],
     "webhook": [200],
     "context_api": [200],
@@ -69,8 +74,11 @@ class LocalWorld:
     sim_url: str
     resources: dict[str, str]
     events: dict[str, dict[str, Any]]
+    forge_jwks_url: str = ""
 
     def env(self) -> dict[str, str]:
+        from connect_lambda.testing.forge import APP_ARI  # noqa: PLC0415
+
         from devstack.config import APP_BASE_URL, APP_KEY  # noqa: PLC0415
 
         return python_env(
@@ -86,6 +94,8 @@ class LocalWorld:
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_METRICS_NAMESPACE="ConnectLambda",
             POWERTOOLS_LOG_LEVEL="INFO",
+            FORGE_APP_ID=APP_ARI,
+            FORGE_JWKS_URL=self.forge_jwks_url,
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
             **self.resources,
@@ -112,6 +122,57 @@ class LocalWorld:
             )
 
 
+FORGE_FIT_LIFETIME = 240
+"""Seconds the sample FITs live (Forge's live 25 s): the functions run one after another for longer than that."""
+
+
+def forge_events(now: float) -> dict[str, dict[str, Any]]:
+    """A Forge product event and Forge's retry of it (both with the app's system token), as they reach the forge
+    function behind the authorizer, and the authorizer's own event for a FIT (devstack signs no Forge events)."""
+    from connect_lambda.testing.events import authorizer_event, http_event  # noqa: PLC0415
+    from connect_lambda.testing.forge import (  # noqa: PLC0415
+        API_BASE_URL,
+        CLOUD_ID,
+        INSTALLATION_ARI,
+        fit,
+        fit_claims,
+        forge_oauth_token,
+    )
+
+    issued = int(now)
+    token = fit(fit_claims(now=issued, exp=issued + FORGE_FIT_LIFETIME, principal=None))
+    context = {
+        "tokenKind": "forge",
+        "installationId": INSTALLATION_ARI,
+        "apiBaseUrl": API_BASE_URL,
+        "accountId": "",
+        "cloudId": CLOUD_ID,
+        "clientKey": "",
+        "issuedAt": issued,
+        "transport": "bearer",
+    }
+    bearer = {"authorization": f"Bearer {token}"}
+    system = forge_oauth_token("system", expires_at=now + 3 * 3600, subject="app-bot")
+    issue_event = {"eventType": "avi:jira:created:issue", "issue": {"id": "10001", "key": "DEMO-1"}, "timestamp": 1}
+    return {
+        "authorizer-forge.json": authorizer_event("POST", "/forge/events", headers=bearer),
+        "forge-events.json": http_event(
+            "POST",
+            "/forge/events",
+            headers={**bearer, "x-forge-oauth-system": system},
+            body=issue_event,
+            authorizer_context=context,
+        ),
+        "forge-events-retry.json": http_event(  # Forge's retry of the same delivery: answered from the record
+            "POST",
+            "/forge/events",
+            headers={**bearer, "x-forge-oauth-system": system},
+            body={**issue_event, "retryContext": {"retryCount": 1, "retryReason": "TIMEOUT"}},
+            authorizer_context=context,
+        ),
+    }
+
+
 def _forged(event: dict[str, Any]) -> dict[str, Any]:
     """The same request with the token's signature altered."""
     forged = copy.deepcopy(event)
@@ -128,7 +189,9 @@ def _forged(event: dict[str, Any]) -> dict[str, Any]:
 def local_world() -> Iterator[LocalWorld]:
     from dataclasses import dataclass as _dataclass  # noqa: PLC0415
 
+    from connect_lambda.testing.atlassian.forge_jwks import FakeForgeJwks  # noqa: PLC0415
     from connect_lambda.testing.aws import atomic_item_writes, aws_environment  # noqa: PLC0415
+    from connect_lambda.testing.forge import jwks  # noqa: PLC0415
     from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
     from devstack.aws import provision  # noqa: PLC0415
@@ -145,7 +208,8 @@ def local_world() -> Iterator[LocalWorld]:
             return self.url
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
-    with aws_environment(), atomic_item_writes():
+    with aws_environment(), atomic_item_writes(), FakeForgeJwks() as forge_cdn:
+        forge_cdn.serve_keys(jwks())
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         sim = Simulator((), oauth_audience="")
@@ -174,7 +238,14 @@ def local_world() -> Iterator[LocalWorld]:
                 authorization = events[f"authorizer-{name}.json"]["headers"]["authorization"]
                 events[f"lifecycle-{name}.json"]["headers"].setdefault("authorization", authorization)
             events["forged:authorizer-page.json"] = _forged(events["authorizer-page.json"])
-            yield LocalWorld(endpoint=endpoint, sim_url=sim_url, resources=provision(endpoint), events=events)
+            events.update(forge_events(time.time()))
+            yield LocalWorld(
+                endpoint=endpoint,
+                sim_url=sim_url,
+                resources=provision(endpoint),
+                events=events,
+                forge_jwks_url=forge_cdn.url(),
+            )
         finally:
             server.shutdown()
             server.server_close()
