@@ -185,6 +185,27 @@ def _forged(event: dict[str, Any]) -> dict[str, Any]:
     return forged
 
 
+_SCANS = [0]
+
+
+@contextlib.contextmanager
+def counting_scans() -> Iterator[None]:
+    """Count the Scan requests moto's DynamoDB answers (the moto server runs in this process)."""
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+
+    original = DynamoDBBackend.scan
+
+    def scan(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _SCANS[0] += 1
+        return original(self, *args, **kwargs)
+
+    DynamoDBBackend.scan = scan  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DynamoDBBackend.scan = original  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
 def local_world() -> Iterator[LocalWorld]:
     from dataclasses import dataclass as _dataclass  # noqa: PLC0415
@@ -208,7 +229,7 @@ def local_world() -> Iterator[LocalWorld]:
             return self.url
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
-    with aws_environment(), atomic_item_writes(), FakeForgeJwks() as forge_cdn:
+    with aws_environment(), atomic_item_writes(), counting_scans(), FakeForgeJwks() as forge_cdn:
         forge_cdn.serve_keys(jwks())
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
@@ -265,6 +286,8 @@ class FunctionRun:
     used: set[str]
     import_seconds: float
     handler_seconds: float
+    scans: int = 0
+    """DynamoDB Scan requests the moto server received while this function ran (none is the budget)."""
 
     @property
     def ok(self) -> bool:
@@ -299,6 +322,7 @@ def run_function(world: LocalWorld, name: str, scratch: Path) -> FunctionRun:
     spec_file.write_text(json.dumps(spec))
     env = world.env()
     env["POWERTOOLS_SERVICE_NAME"] = f"bench-{name}"
+    scans_before = _SCANS[0]
     completed = subprocess.run(
         [PYTHON, str(BENCH / "child_run.py"), str(spec_file), str(out_file)],
         env=env,
@@ -320,6 +344,7 @@ def run_function(world: LocalWorld, name: str, scratch: Path) -> FunctionRun:
         used=set(data["used"]),
         import_seconds=float(data["import_seconds"]),
         handler_seconds=float(data["handler_seconds"]),
+        scans=_SCANS[0] - scans_before,
     )
 
 
