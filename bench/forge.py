@@ -209,7 +209,8 @@ def timed_rows(options: Options, result: SectionResult) -> None:
         for side, values in samples.items()
     )
     result.details.append(
-        f"FITs: {spread}; JWKS fetches by the authorizer while timed: {fetches} (the first request's)"
+        f"FITs: {spread}; JWKS fetches by the authorizer: {fetches} (its first request's; the JWKS server was then "
+        "stopped, so that nothing else runs in the process while timed, and a fetch would have failed the row)"
     )
     result.details.append(f"Profile of the handler on FITs ({n_profile} requests, top functions by self time):")
     result.details.extend(f"    {line}" for line in lines)

@@ -40,23 +40,23 @@ KEY = "scale"
 TITLE = "5. Scale"
 LOW, HIGH = 0.8, 1.25  # "about 1.0"
 METHOD = (
-    "Tenants: two tenants tables on moto, 10 tenants and 100,000 (quick: 5,000), filled with batch_write_item; "
-    "the tenants that are authorized are installed through TenantStore. In alternating rounds the authorizer "
-    "(pointed at one table, then the other) authorizes a sample of tenants uncached (TenantStore.forget first, so "
-    "each is a GetItem + Decrypt through moto) and then warm; the figure is the median over rounds of the mean "
-    "time per authorization. Refresher: token cache tables from template.yaml with 100,000 tokens (quick: "
-    "5,000) of which 1% are due and hot (used a minute ago, expiring within the 10-minute horizon) and 1,000 "
-    "tokens with the same number due; of the rest, half are cold (off the sparse due-index) and half scheduled "
-    "for later. `refresh_due_tokens` runs with a fake exchange (returns tokens, no HTTP) and an in-memory tenant "
-    "lookup, its cap raised to see every due token (deployed: 500 per run); the DynamoDB Query calls and the items "
-    "they return are counted (botocore events). Forge: two installations tables from template.yaml, 10 rows and "
-    "100,000 (quick: 5,000), the sampled installations mapped (InstallationStore.map) to Connect tenants whose own "
-    "records name them, the rest filler rows; in alternating rounds the authorizer, with FORGE_APP_ID and a loopback "
-    "JWKS, authorizes a FIT per sampled installation on a Forge route, uncached (the installation's mapping and its "
-    "tenant read again: InstallationStore.get and tenant_of through moto) and warm. Scan: no request or scheduled "
-    "path may Scan; CallCounter (connect_lambda.testing.aws) counts every call of the authorizer's and the "
-    "refresher's clients above, and the moto server counts the Scan requests it receives while each function runs "
-    "on its sample events (section 6's harness)."
+    "Tenants: two tenants tables on moto, 10 tenants and 100,000 (quick: 5,000), filled with batch_write_item; 10 "
+    "tenants are authorized at each size (so that only the table's size differs, not the working set), installed "
+    "through TenantStore. In alternating rounds the authorizer (pointed at one table, then the other) authorizes them"
+    " uncached (TenantStore.forget first, so each is a GetItem + Decrypt through moto) and then warm; the figure is "
+    "the median over rounds of the mean time per authorization. Refresher: token cache tables from template.yaml with"
+    " 100,000 tokens (quick: 5,000) of which 1% are due and hot (used a minute ago, expiring within the 10-minute "
+    "horizon) and 1,000 tokens with the same number due; of the rest, half are cold (off the sparse due-index) and "
+    "half scheduled for later. `refresh_due_tokens` runs with a fake exchange (returns tokens, no HTTP) and an "
+    "in-memory tenant lookup, its cap raised to see every due token (deployed: 500 per run); the DynamoDB Query calls"
+    " and the items they return are counted (botocore events). Forge: two installations tables from template.yaml, 10"
+    " rows and 100,000 (quick: 5,000), 10 installations at each size mapped (InstallationStore.map) to Connect "
+    "tenants whose own records name them, the rest filler rows; in alternating rounds the authorizer, with "
+    "FORGE_APP_ID and a loopback JWKS, authorizes a FIT per installation on a Forge route, uncached (the "
+    "installation's mapping and its tenant read again: InstallationStore.get and tenant_of through moto) and warm. "
+    "Scan: no request or scheduled path may Scan; CallCounter (connect_lambda.testing.aws) counts every call of the "
+    "authorizer's and the refresher's clients above, and the moto server counts the Scan requests it receives while "
+    "each function runs on its sample events (section 6's harness)."
 )
 
 
@@ -133,7 +133,7 @@ def time_authorizations(
 def tenants_scale(options: Options, result: SectionResult, counter: CallCounter) -> None:
     big = options.pick(100_000, 5_000)
     small = 10
-    sample = options.pick(100, 20)
+    sample = small  # the same number of distinct tenants at both sizes: only the table's size differs
     rounds = options.pick(7, 2)
     uncached_n = options.pick(100, 20)
     warm_n = options.pick(2_000, 200)
@@ -436,7 +436,7 @@ def watch_deployment(counter: CallCounter, function: Any) -> None:
 def forge_scale(options: Options, result: SectionResult, counter: CallCounter) -> None:
     big = options.pick(100_000, 5_000)
     small = 10
-    sample = options.pick(100, 10)
+    sample = small  # the same number of distinct installations at both sizes: only the table's size differs
     rounds = options.pick(7, 2)
     uncached_n = options.pick(100, 10)
     warm_n = options.pick(1_000, 100)
