@@ -19,7 +19,6 @@ from connect_lambda.errors import (
 from connect_lambda.protocol.request import RequestTarget
 
 MAX_BODY_BYTES = 64 * 1024
-_TEXT_ONLY = frozenset({str})
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +58,7 @@ def lower_headers(headers: Mapping[str, Any] | None) -> dict[str, str]:
     """
     if not headers:
         return {}
-    if set(map(type, headers)) <= _TEXT_ONLY and set(map(type, headers.values())) <= _TEXT_ONLY:
-        lowered = dict(zip(map(str.lower, headers), headers.values(), strict=True))  # what API Gateway sends
-    else:
-        lowered = {str(key).lower(): str(value) for key, value in headers.items()}
+    lowered = {str(key).lower(): str(value) for key, value in headers.items()}
     if len(lowered) == len(headers):
         return lowered  # no two names differed only in case: nothing to join
     lowered = {}
