@@ -5,7 +5,7 @@ Each figure is set against a baseline measured in the same run (the same work by
 Budgets are printed, never asserted: the command fails only when a measurement itself fails.
 
   --quick            small sizes and few iterations (well under a minute): proves the benchmarks work
-  --only SECTION     one section: 1-6 or warm, cold, aws, tokens, scale, size
+  --only SECTION     one section: 1-7 or warm, cold, aws, tokens, scale, size, forge
   --results          also rewrite bench/RESULTS.md with the table, the date, the machine and the method
 """
 
@@ -19,10 +19,10 @@ import traceback
 from datetime import UTC, datetime
 from types import ModuleType
 
-from bench import awscalls, cold, footprint, scale, single_flight, warm
+from bench import awscalls, cold, footprint, forge, scale, single_flight, warm
 from bench.common import BENCH, FAILED, NEAR, OVER, Options, Row, SectionResult, load_average, machine
 
-SECTIONS: list[ModuleType] = [warm, cold, awscalls, single_flight, scale, footprint]
+SECTIONS: list[ModuleType] = [warm, cold, awscalls, single_flight, scale, footprint, forge]
 COLUMNS = ("section", "measure", "figure", "baseline", "ratio", "budget", "verdict")
 RESULTS = BENCH / "RESULTS.md"
 
@@ -124,7 +124,8 @@ def write_results(
         "",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {info['architecture']}, {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}",
-        f"- Python {info['python']}, Node {info['node']} with atlassian-jwt {info['atlassian-jwt']}",
+        f"- Python {info['python']}, Node {info['node']} with atlassian-jwt {info['atlassian-jwt']} "
+        f"and jose {info['jose']}",
         code_line(*code),
         f"- load average (1, 5, 15 min) at the start: {load[0]}; at the end: {load[1]}. The machine is shared with "
         "other work: absolute figures move with it, which is why every figure is set against a baseline measured "
@@ -154,7 +155,7 @@ def write_results(
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few iterations (the test suite uses it)")
-    parser.add_argument("--only", metavar="SECTION", help="1-6 or " + ", ".join(s.KEY for s in SECTIONS))
+    parser.add_argument("--only", metavar="SECTION", help="1-7 or " + ", ".join(s.KEY for s in SECTIONS))
     parser.add_argument("--results", action="store_true", help="rewrite bench/RESULTS.md")
     args = parser.parse_args()
     options = Options(quick=args.quick)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import json
 import os
 import platform
 import shutil
@@ -17,9 +18,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "bench"
@@ -134,10 +136,14 @@ def quiet_stdout() -> Iterator[None]:
 # --- Node ---------------------------------------------------------------------------------------------------------
 
 
-def node_binary() -> tuple[str | None, str]:
-    """Node, with tools/node's pinned atlassian-jwt installed (``npm ci`` once, under the suite's lock).
+def node_dependencies() -> list[str]:
+    """What tools/node/package.json pins (atlassian-jwt for the qsh and section 1, jose for section 7)."""
+    return sorted(json.loads((NODE_TOOLS / "package.json").read_text())["dependencies"])
 
-    Returns the node path, or ``None`` and why not.
+
+def node_binary() -> tuple[str | None, str]:
+    """Node, with tools/node's pinned packages installed (``npm ci`` once, under the suite's lock, when one is
+    missing). Returns the node path, or ``None`` and why not.
     """
     node, npm = shutil.which("node"), shutil.which("npm")
     if node is None or npm is None:
@@ -145,7 +151,7 @@ def node_binary() -> tuple[str | None, str]:
     lock_path = Path(tempfile.gettempdir()) / "connect-lambda-tools-node-npm-ci.lock"
     with lock_path.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (NODE_TOOLS / "node_modules" / "atlassian-jwt").is_dir():
+        if not all((NODE_TOOLS / "node_modules" / name).is_dir() for name in node_dependencies()):
             result = subprocess.run(
                 [npm, "ci", "--prefix", str(NODE_TOOLS), "--no-audit", "--no-fund", "--loglevel=error"],
                 capture_output=True,
@@ -170,14 +176,60 @@ def node_version() -> str:
         return "unknown"
 
 
-def atlassian_jwt_version() -> str:
-    package = NODE_TOOLS / "node_modules" / "atlassian-jwt" / "package.json"
+def node_package_version(name: str) -> str:
+    package = NODE_TOOLS / "node_modules" / name / "package.json"
     try:
-        import json  # noqa: PLC0415
-
         return str(json.loads(package.read_text())["version"])
     except (OSError, ValueError, KeyError):
         return "unknown"
+
+
+def atlassian_jwt_version() -> str:
+    return node_package_version("atlassian-jwt")
+
+
+class NodeSide:
+    """One long-lived node process running a bench/node script; Python asks it for timed batches (JSON lines over
+    its stdin/stdout, tools/node/jsonlines.js)."""
+
+    def __init__(self, node: str, script: Path, data_file: Path) -> None:
+        self._process = subprocess.Popen(
+            [node, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1
+        )
+        self.info = self.call({"cmd": "load", "file": str(data_file)})
+
+    def call(self, command: dict[str, Any]) -> dict[str, Any]:
+        assert self._process.stdin is not None
+        assert self._process.stdout is not None
+        self._process.stdin.write(json.dumps(command) + "\n")
+        self._process.stdin.flush()
+        line = self._process.stdout.readline()
+        if not line:
+            raise RuntimeError("the node side exited")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"node side: {answer['error']}")
+        return answer
+
+    def timer(self, mode: str) -> Callable[[int], float]:
+        """Seconds for ``n`` requests of ``mode``; every one must have been verified."""
+
+        def run(n: int) -> float:
+            answer = self.call({"cmd": "run", "mode": mode, "n": n})
+            if answer["ok"] != n:
+                raise RuntimeError(f"node verified {answer['ok']} of {n} requests")
+            return float(answer["ns"]) / 1e9
+
+        return run
+
+    def close(self) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.close()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
 
 
 # --- the machine --------------------------------------------------------------------------------------------------
@@ -208,5 +260,6 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "node": node_version(),
         "atlassian-jwt": atlassian_jwt_version(),
+        "jose": node_package_version("jose"),
         "kernel": platform.release(),
     }

@@ -39,9 +39,13 @@ FUNCTION_EVENTS: dict[str, tuple[str, ...]] = {
         "authorizer-webhook.json",
         "authorizer-context-api.json",
         "authorizer-enabled.json",
+        "authorizer-forge.json",
         "forged:authorizer-page.json",  # a refusal too, so that the denial path counts as used
     ),
     "page": ("page.json",),
+    # not the scheduled trigger: its sample handler answers 500 today (once() calls work(delivery=...), the sample's
+    # lambda names its parameter 'record'); the event below carries the system token, so that path runs anyway
+    "forge": ("forge-events.json", "forge-events-retry.json"),
     "webhook": ("webhook.json",),
     "context_api": ("context-api.json",),
     "token_refresher": ("token-refresher.json",),
@@ -49,7 +53,8 @@ FUNCTION_EVENTS: dict[str, tuple[str, ...]] = {
 EXPECTED = {
     "lifecycle": [204, 204],
     "descriptor": [200],
-    "authorizer": ["allowed", "allowed", "allowed", "allowed", "denied"],
+    "authorizer": ["allowed", "allowed", "allowed", "allowed", "allowed", "denied"],
+    "forge": [200, 200],
     "page": [200],
     "webhook": [200],
     "context_api": [200],
@@ -69,15 +74,18 @@ class LocalWorld:
     sim_url: str
     resources: dict[str, str]
     events: dict[str, dict[str, Any]]
+    forge_jwks_url: str = ""
 
     def env(self) -> dict[str, str]:
+        from connect_lambda.testing.forge import APP_ARI  # noqa: PLC0415
+
         from devstack.config import APP_BASE_URL, APP_KEY  # noqa: PLC0415
 
         return python_env(
             APP_KEY=APP_KEY,
             APP_BASE_URL=APP_BASE_URL,
             APP_BASE_URL_PARAMETER="",
-            ALLOWED_TENANT_HOSTS="http://127.0.0.1",
+            ALLOWED_TENANT_HOSTS=self.sim_url,  # http://127.0.0.1:<port>: a loopback pattern names its port
             INSTALL_KEYS_URL=f"{self.sim_url}/install-keys",
             OAUTH_SERVER_URL=self.sim_url,
             AWS_ENDPOINT_URL=self.endpoint,
@@ -86,6 +94,8 @@ class LocalWorld:
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_METRICS_NAMESPACE="ConnectLambda",
             POWERTOOLS_LOG_LEVEL="INFO",
+            FORGE_APP_ID=APP_ARI,
+            FORGE_JWKS_URL=self.forge_jwks_url,
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
             **self.resources,
@@ -112,6 +122,57 @@ class LocalWorld:
             )
 
 
+FORGE_FIT_LIFETIME = 240
+"""Seconds the sample FITs live (Forge's live 25 s): the functions run one after another for longer than that."""
+
+
+def forge_events(now: float) -> dict[str, dict[str, Any]]:
+    """A Forge product event and Forge's retry of it (both with the app's system token), as they reach the forge
+    function behind the authorizer, and the authorizer's own event for a FIT (devstack signs no Forge events)."""
+    from connect_lambda.testing.events import authorizer_event, http_event  # noqa: PLC0415
+    from connect_lambda.testing.forge import (  # noqa: PLC0415
+        API_BASE_URL,
+        CLOUD_ID,
+        INSTALLATION_ARI,
+        fit,
+        fit_claims,
+        forge_oauth_token,
+    )
+
+    issued = int(now)
+    token = fit(fit_claims(now=issued, exp=issued + FORGE_FIT_LIFETIME, principal=None))
+    context = {
+        "tokenKind": "forge",
+        "installationId": INSTALLATION_ARI,
+        "apiBaseUrl": API_BASE_URL,
+        "accountId": "",
+        "cloudId": CLOUD_ID,
+        "clientKey": "",
+        "issuedAt": issued,
+        "transport": "bearer",
+    }
+    bearer = {"authorization": f"Bearer {token}"}
+    system = forge_oauth_token("system", expires_at=now + 3 * 3600, subject="app-bot")
+    issue_event = {"eventType": "avi:jira:created:issue", "issue": {"id": "10001", "key": "DEMO-1"}, "timestamp": 1}
+    return {
+        "authorizer-forge.json": authorizer_event("POST", "/forge/events", headers=bearer),
+        "forge-events.json": http_event(
+            "POST",
+            "/forge/events",
+            headers={**bearer, "x-forge-oauth-system": system},
+            body=issue_event,
+            authorizer_context=context,
+        ),
+        "forge-events-retry.json": http_event(  # Forge's retry of the same delivery: answered from the record
+            "POST",
+            "/forge/events",
+            headers={**bearer, "x-forge-oauth-system": system},
+            body={**issue_event, "retryContext": {"retryCount": 1, "retryReason": "TIMEOUT"}},
+            authorizer_context=context,
+        ),
+    }
+
+
 def _forged(event: dict[str, Any]) -> dict[str, Any]:
     """The same request with the token's signature altered."""
     forged = copy.deepcopy(event)
@@ -124,11 +185,34 @@ def _forged(event: dict[str, Any]) -> dict[str, Any]:
     return forged
 
 
+_SCANS = [0]
+
+
+@contextlib.contextmanager
+def counting_scans() -> Iterator[None]:
+    """Count the Scan requests moto's DynamoDB answers (the moto server runs in this process)."""
+    from moto.dynamodb.models import DynamoDBBackend  # noqa: PLC0415
+
+    original = DynamoDBBackend.scan
+
+    def scan(self: Any, *args: Any, **kwargs: Any) -> Any:
+        _SCANS[0] += 1
+        return original(self, *args, **kwargs)
+
+    DynamoDBBackend.scan = scan  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        DynamoDBBackend.scan = original  # type: ignore[method-assign]
+
+
 @contextlib.contextmanager
 def local_world() -> Iterator[LocalWorld]:
     from dataclasses import dataclass as _dataclass  # noqa: PLC0415
 
+    from connect_lambda.testing.atlassian.forge_jwks import FakeForgeJwks  # noqa: PLC0415
     from connect_lambda.testing.aws import atomic_item_writes, aws_environment  # noqa: PLC0415
+    from connect_lambda.testing.forge import jwks  # noqa: PLC0415
     from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
     from devstack.aws import provision  # noqa: PLC0415
@@ -145,7 +229,8 @@ def local_world() -> Iterator[LocalWorld]:
             return self.url
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
-    with aws_environment(), atomic_item_writes():
+    with aws_environment(), atomic_item_writes(), counting_scans(), FakeForgeJwks() as forge_cdn:
+        forge_cdn.serve_keys(jwks())
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         sim = Simulator((), oauth_audience="")
@@ -170,8 +255,18 @@ def local_world() -> Iterator[LocalWorld]:
                     body["baseUrl"] = body["displayUrl"] = sim_url
                     event["body"] = json.dumps(body)
                     event["headers"]["content-length"] = str(len(event["body"].encode()))
+            for name in ("enabled", "disabled"):  # the integration receives the request's headers, token included
+                authorization = events[f"authorizer-{name}.json"]["headers"]["authorization"]
+                events[f"lifecycle-{name}.json"]["headers"].setdefault("authorization", authorization)
             events["forged:authorizer-page.json"] = _forged(events["authorizer-page.json"])
-            yield LocalWorld(endpoint=endpoint, sim_url=sim_url, resources=provision(endpoint), events=events)
+            events.update(forge_events(time.time()))
+            yield LocalWorld(
+                endpoint=endpoint,
+                sim_url=sim_url,
+                resources=provision(endpoint),
+                events=events,
+                forge_jwks_url=forge_cdn.url(),
+            )
         finally:
             server.shutdown()
             server.server_close()
@@ -191,6 +286,8 @@ class FunctionRun:
     used: set[str]
     import_seconds: float
     handler_seconds: float
+    scans: int = 0
+    """DynamoDB Scan requests the moto server received while this function ran (none is the budget)."""
 
     @property
     def ok(self) -> bool:
@@ -225,6 +322,7 @@ def run_function(world: LocalWorld, name: str, scratch: Path) -> FunctionRun:
     spec_file.write_text(json.dumps(spec))
     env = world.env()
     env["POWERTOOLS_SERVICE_NAME"] = f"bench-{name}"
+    scans_before = _SCANS[0]
     completed = subprocess.run(
         [PYTHON, str(BENCH / "child_run.py"), str(spec_file), str(out_file)],
         env=env,
@@ -246,6 +344,7 @@ def run_function(world: LocalWorld, name: str, scratch: Path) -> FunctionRun:
         used=set(data["used"]),
         import_seconds=float(data["import_seconds"]),
         handler_seconds=float(data["handler_seconds"]),
+        scans=_SCANS[0] - scans_before,
     )
 
 

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import secrets
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -92,13 +93,19 @@ def iframe_query(tenant: BenchTenant, issue: int = 1) -> str:
     return "&".join(f"{quote(name, safe='')}={quote(value, safe='')}" for name, value in parameters)
 
 
-def page_token(tenant: BenchTenant, query: str, now: float | None = None) -> str:
+def account_id(user: int) -> str:
+    """The accountId of the ``user``-th person (0 is ``ACCOUNT_ID``): the shape Atlassian gives them."""
+    return ACCOUNT_ID if user == 0 else f"557058:{uuid.UUID(int=user)}"
+
+
+def page_token(tenant: BenchTenant, query: str, now: float | None = None, user: int = 0) -> str:
     issued = int(time.time() if now is None else now)
+    account = account_id(user)
     claims: dict[str, Any] = {
-        "sub": ACCOUNT_ID,
+        "sub": account,
         "qsh": query_string_hash("GET", f"{PAGE_PATH}?{query}"),
         "iss": tenant.client_key,
-        "context": {"user": {"accountId": ACCOUNT_ID, "userKey": "JIRAUSER10000", "userId": "admin"}},
+        "context": {"user": {"accountId": account, "userKey": f"JIRAUSER{10000 + user}", "userId": f"user{user}"}},
         "exp": issued + TOKEN_LIFETIME,
         "iat": issued,
     }
@@ -112,10 +119,11 @@ class PageRequest:
     event: dict[str, Any]
 
 
-def page_request(tenant: BenchTenant, issue: int = 1, now: float | None = None) -> PageRequest:
+def page_request(tenant: BenchTenant, issue: int = 1, now: float | None = None, user: int = 0) -> PageRequest:
+    """A signed iframe load of issue ``issue``'s page by the ``user``-th person, its token issued at ``now``."""
     now = time.time() if now is None else now
     query = iframe_query(tenant, issue)
-    token = page_token(tenant, query, now)
+    token = page_token(tenant, query, now, user)
     url = f"{PAGE_PATH}?{query}&jwt={token}"
     return PageRequest(url=url, token=token, event=authorizer_event(PAGE_ROUTE, url, now=now))
 

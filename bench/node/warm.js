@@ -10,10 +10,11 @@
 //   createQueryStringHash(fromMethodAndUrl(...))      the qsh, compared with the claim
 //
 // Started once by the Python side, it answers JSON lines on stdin:
-//   {"cmd": "load", "file": path}      {tenants: [{clientKey, sharedSecret}], method, same: {url, token},
-//                                        varying: [{url, token}, ...]}
-//   {"cmd": "run", "mode": "same"|"varying", "n": N}   -> {"ns": elapsed nanoseconds, "n": N, "ok": verified}
-// "same" authorizes one URL and token N times; "varying" walks the list (a new query and token every time).
+//   {"cmd": "load", "file": path}      {tenants: [{clientKey, sharedSecret}], method,
+//                                        lists: {name: [{url, token}, ...], ...}}
+//   {"cmd": "run", "mode": name, "n": N}   -> {"ns": elapsed nanoseconds, "n": N, "ok": verified}
+// A run authorizes N requests from the named list in turn, wrapping round (one entry: the same URL and token N
+// times; many: a new token, or a new query and a new token, on every request).
 'use strict';
 
 const fs = require('fs');
@@ -26,8 +27,7 @@ const EXP_LEEWAY_SECONDS = 30; // as JWT_LEEWAY_SECONDS on the Python side
 
 let tenants = new Map();
 let method = 'GET';
-let same = null;
-let varying = [];
+let lists = {};
 
 function authorize(token, url) {
   const unverified = jwt.decodeSymmetric(token, '', HS256, true);
@@ -48,19 +48,16 @@ function authorize(token, url) {
 }
 
 function run(mode, n) {
+  const requests = lists[mode];
+  if (requests === undefined) {
+    throw new Error('unknown list ' + mode);
+  }
   let ok = 0;
+  const count = requests.length;
   const started = process.hrtime.bigint();
-  if (mode === 'same') {
-    const { url, token } = same;
-    for (let i = 0; i < n; i++) {
-      if (authorize(token, url).iss) ok++;
-    }
-  } else {
-    const count = varying.length;
-    for (let i = 0; i < n; i++) {
-      const request = varying[i % count];
-      if (authorize(request.token, request.url).iss) ok++;
-    }
+  for (let i = 0; i < n; i++) {
+    const request = requests[i % count];
+    if (authorize(request.token, request.url).iss) ok++;
   }
   const ns = process.hrtime.bigint() - started;
   return { ns: Number(ns), n, ok };
@@ -71,8 +68,7 @@ function handle(command) {
     const data = JSON.parse(fs.readFileSync(command.file, 'utf8'));
     tenants = new Map(data.tenants.map((t) => [t.clientKey, { sharedSecret: t.sharedSecret }]));
     method = data.method;
-    same = data.same;
-    varying = data.varying;
+    lists = data.lists;
     return { loaded: true, node: process.version, library: jwt.version };
   }
   if (command.cmd === 'run') {

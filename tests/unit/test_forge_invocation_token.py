@@ -314,6 +314,25 @@ def test_header_with_crit_is_refused(cdn, verifier):
     refused_without_fetch(cdn, verifier, fit(header=header), Reason.CRITICAL_HEADER)
 
 
+def test_a_genuine_token_with_an_unencoded_payload_header_is_refused(cdn, verifier):
+    # RFC 7797's b64: false (it would also need crit): refused before any key is fetched
+    refused_without_fetch(cdn, verifier, fit(header={"alg": "RS256", "kid": KID, "b64": False}), Reason.MALFORMED_TOKEN)
+
+
+def test_a_genuine_signature_respelled_to_decode_to_the_same_bytes_is_refused(verifier):
+    header, payload, signature = fit().split(".")
+    last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(signature[-1])
+    # a 256-byte signature leaves 4 unused bits in its last character: flipping one keeps the bytes the same
+    respelled = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"[last ^ 1]
+    refused(verifier, f"{header}.{payload}.{signature[:-1]}{respelled}", Reason.MALFORMED_TOKEN)
+
+
+@pytest.mark.parametrize("name", ["sub", "jti"])
+@pytest.mark.parametrize("value", [42, None, ["x"], {"id": "x"}, True])
+def test_a_genuine_token_whose_sub_or_jti_is_not_a_string_is_refused(verifier, name, value):
+    refused(verifier, fit(fit_claims(**{name: value})), Reason.MALFORMED_TOKEN)
+
+
 @pytest.mark.parametrize("crit", [[], None, ["b64"], "b64"])
 def test_header_with_any_crit_value_is_refused(cdn, verifier, crit):
     header = {"alg": "RS256", "kid": KID, "crit": crit}

@@ -8,6 +8,7 @@ from __future__ import annotations
 from urllib.parse import unquote_plus
 
 from connect_lambda.errors import MalformedRequestError
+from connect_lambda.protocol import qsh
 from connect_lambda.protocol.qsh import canonical_query, canonical_request, query_string_hash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -184,3 +185,48 @@ def test_recanonicalising_joined_repeated_values_is_not_stable_by_design() -> No
     # §2.3.4: values are joined with a literal `,`, while a `,` inside a value is encoded as %2C.
     assert canonical_query("a=1&a=2") == "a=1,2"
     assert canonical_query("a=1,2") == "a=1%2C2"
+
+
+# The shortcut for queries already in canonical form (qsh._already_canonical) must agree with the general path on
+# every query: built from canonical parts (unreserved characters, upper-case escapes of reserved ASCII) and the
+# near misses around them (lower-case escapes, escapes of unreserved or non-ASCII characters, `+`, bare names,
+# empty pairs, a second `=`, repeated names, `jwt`, malformed escapes).
+CANONICAL_TOKENS = ["a", "Z", "0", "9", "-", ".", "_", "~", "%2F", "%3A", "%20", "%00", "%1F", "%7F", "%40", "%60"]
+NEAR_MISS_TOKENS = ["%2f", "%41", "%7E", "%2D", "%C3%BC", "%FF", "+", "%", "%4", "%zz", "\u00fc", "=", ",", "!"]
+canonical_part = st.lists(st.sampled_from(CANONICAL_TOKENS), max_size=4).map("".join)
+any_part = st.lists(st.sampled_from(CANONICAL_TOKENS + NEAR_MISS_TOKENS), max_size=4).map("".join)
+query_pair = st.one_of(
+    st.tuples(canonical_part, canonical_part).map("=".join),
+    st.tuples(st.sampled_from(["a", "b", "jwt", "a.b", "a%2F", ""]), canonical_part).map("=".join),
+    st.tuples(any_part, any_part).map("=".join),
+    any_part,
+)
+queries = st.lists(query_pair, max_size=8).map("&".join)
+
+
+def general_or_error(raw_query: str) -> str | type[MalformedRequestError]:
+    try:
+        return qsh._general_canonical_query(raw_query)
+    except MalformedRequestError:
+        return MalformedRequestError
+
+
+@settings(derandomize=True, max_examples=1500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(raw_query=queries)
+def test_the_canonical_form_shortcut_agrees_with_the_general_path(raw_query: str) -> None:
+    shortcut = qsh._already_canonical(raw_query)
+    if shortcut is not None:
+        assert shortcut == general_or_error(raw_query)
+    try:
+        assert qsh._canonical_query(raw_query) == general_or_error(raw_query)
+    except MalformedRequestError:
+        assert general_or_error(raw_query) is MalformedRequestError
+
+
+def test_the_canonical_form_shortcut_takes_the_iframe_query_and_leaves_the_rest() -> None:
+    iframe = "xdm_e=https%3A%2F%2Facme.atlassian.net&project.key=DEMO&cp=&lic=active&issue.id=10001"
+    assert qsh._already_canonical(iframe) == (
+        "cp=&issue.id=10001&lic=active&project.key=DEMO&xdm_e=https%3A%2F%2Facme.atlassian.net"
+    )
+    for raw_query in ("a=1&a=2", "a=b=c", "a", "a=1&&b=2", "a=%2f", "a=%41", "a=%C3%BC", "a=b+c", "jwt=x", "a=%4"):
+        assert qsh._already_canonical(raw_query) is None, raw_query

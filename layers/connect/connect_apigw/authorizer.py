@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from connect_lambda.deployment import Deployment
 
 DENY: dict[str, Any] = {"isAuthorized": False}
+_ALLOWED = OutcomeCounter.key(outcome="allowed", reason="none")
 _TOKEN_KINDS = {Credential.QSH: TokenKind.QSH, Credential.CONTEXT: TokenKind.CONTEXT}
 
 
@@ -69,21 +70,21 @@ class Authorizer:
             request = http_request(event, read_body=False)
             if policy.credential is Credential.FORGE:
                 context = self._forge(request)
-                self.counter.count(outcome="allowed", reason="none")
+                self.counter.add(_ALLOWED)
                 return {"isAuthorized": True, "context": context}
             kind = _TOKEN_KINDS.get(policy.credential)
             if kind is None:
                 return self._deny(Reason.INVALID_CONFIGURATION.value, route_key, request_id)
             token = extract_token(request.headers, request.raw_query, names_lowercased=True)
             verified = self.deployment.tenant_verifier.verify(
-                token.token, request.target, accept=kind, allow_disabled_tenant=policy.allow_disabled_tenant
+                token.token, request, accept=kind, allow_disabled_tenant=policy.allow_disabled_tenant
             )
         except ConnectError as exc:
             return self._deny(exc.reason.value, route_key, request_id)
         except Exception:  # fail closed on anything unexpected, and keep the trace for the operator
             self.logger.exception("authorizer failed unexpectedly", extra={"route": route_key, "requestId": request_id})
             return self._deny(Reason.DEPENDENCY_UNAVAILABLE.value, route_key, request_id)
-        self.counter.count(outcome="allowed", reason="none")
+        self.counter.add(_ALLOWED)
         issued_at = verified.claims.get("iat")
         return {
             "isAuthorized": True,

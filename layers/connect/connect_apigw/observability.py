@@ -129,8 +129,15 @@ class OutcomeCounter:
         self._counts: dict[tuple[tuple[str, str], ...], int] = {}
         self._last_flush = float("-inf")
 
+    @staticmethod
+    def key(**dimensions: str) -> tuple[tuple[str, str], ...]:
+        """The dimension set, as :meth:`add` takes it (a hot path builds its common ones once)."""
+        return tuple(sorted(dimensions.items()))
+
     def count(self, **dimensions: str) -> None:
-        key = tuple(sorted(dimensions.items()))
+        self.add(self.key(**dimensions))
+
+    def add(self, key: tuple[tuple[str, str], ...]) -> None:
         self._counts[key] = self._counts.get(key, 0) + 1
         if self._clock() - self._last_flush >= self._interval:
             self.flush()

@@ -84,7 +84,13 @@ def http_request(
     raw_query = event.get("rawQueryString") or ""
     if not isinstance(method, str) or not isinstance(raw_path, str) or not isinstance(raw_query, str):
         raise MalformedRequestError("event is not an HTTP API 2.0 request")
-    body_text = (event.get("body") or "") if read_body else ""
+    route_key = event.get("routeKey")
+    headers = lower_headers(headers if isinstance(headers := event.get("headers"), dict) else None)
+    if not read_body:
+        return HttpRequest(
+            method.upper(), raw_path, raw_query, route_key if isinstance(route_key, str) else "", headers, b""
+        )
+    body_text = event.get("body") or ""
     if not isinstance(body_text, str):
         raise MalformedRequestError("event body is not a string")
     if len(body_text) > max_body_bytes * 4 // 3 + 4:
@@ -96,13 +102,12 @@ def http_request(
             raise MalformedRequestError("body is not valid base64") from exc
     else:
         body = body_text.encode("utf-8", "surrogatepass")
-    route_key = event.get("routeKey")
     return HttpRequest(
         method=method.upper(),
         raw_path=raw_path,
         raw_query=raw_query,
         route_key=route_key if isinstance(route_key, str) else "",
-        headers=lower_headers(headers if isinstance(headers := event.get("headers"), dict) else None),
+        headers=headers,
         body=body,
     )
 

@@ -10,10 +10,8 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from aws_lambda_powertools import Logger
-from aws_lambda_powertools.event_handler import Response
 from connect_lambda.app.caller import Caller
 from connect_lambda.errors import (
     AuthenticationError,
@@ -29,8 +27,16 @@ from connect_lambda.errors import (
     UnsupportedMediaTypeError,
     UpstreamError,
 )
-from connect_lambda.protocol.urls import origin_of
 from connect_lambda.tenancy.tenant import Tenant
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools import Logger
+    from aws_lambda_powertools.event_handler import Response
+
+# Powertools' event handler and the URL parser (urllib3) are imported where a page is answered: the lifecycle and
+# descriptor functions answer errors through this module and need neither (bench section 2: about 150 ms of their
+# cold start).
+# ruff: noqa: PLC0415
 
 JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
@@ -97,6 +103,8 @@ def error_response(exc: BaseException) -> dict[str, Any]:
 def frame_ancestors(tenant: Tenant) -> str:
     """The origins allowed to frame a page: the tenant's site (and its custom domain), nothing else."""
     origins = []
+    from connect_lambda.protocol.urls import origin_of
+
     for url in (tenant.base_url, tenant.display_url):
         if url:
             origin = origin_of(url)
@@ -108,6 +116,8 @@ def frame_ancestors(tenant: Tenant) -> str:
 def page_response(caller: Caller, html: str, *, status: int = 200) -> Response[str]:
     """An iframe page for the caller's tenant, with the headers every Connect page needs: only the tenant may
     frame it, the browser may not sniff its type, and no referrer (which would carry the ``?jwt=``) leaves it."""
+    from aws_lambda_powertools.event_handler import Response
+
     headers = {
         "Content-Type": "text/html; charset=utf-8",
         "Cache-Control": "no-store",

@@ -59,34 +59,33 @@ def _from_header(headers: Mapping[str, str], lowercased: bool) -> str | None:
 
 
 _ENCODED_NAME_STARTS = ("%", "j%", "jw%")
+# after an "&": the name "jwt" itself, or a name starting with an escape that could decode to "jwt" ("%6A", "j%77")
+_NAME_AFTER_AMPERSAND = re.compile(r"&(?:(jwt)(?=[=&]|$)|j?w?%)")
 
 
-_ENCODED_NAME_AFTER_AMPERSAND = re.compile(r"&j?w?%")
-
-
-def _might_encode_the_name(raw_query: str) -> bool:
-    """Whether some parameter name starts with an escape that could decode to ``jwt`` (``%6A``, ``j%77``...)."""
-    return raw_query.startswith(_ENCODED_NAME_STARTS) or _ENCODED_NAME_AFTER_AMPERSAND.search(raw_query) is not None
-
-
-def _literal_jwt_pairs(raw_query: str) -> list[str]:
-    """The pairs named literally ``jwt`` (``jwt=...`` or a bare ``jwt``), found without splitting the query."""
+def _jwt_pairs(raw_query: str) -> list[str] | None:
+    """The pairs named literally ``jwt`` (``jwt=...`` or a bare ``jwt``), found without splitting the query; ``None``
+    when some name starts with an escape that could decode to ``jwt`` (then every name must be decoded)."""
+    if raw_query.startswith(_ENCODED_NAME_STARTS):
+        return None
     pairs = []
-    found = raw_query.find("jwt")
-    while found >= 0:
-        end = found + 3
-        at_start = found == 0 or raw_query[found - 1] == "&"
-        if at_start and (end == len(raw_query) or raw_query[end] in "=&"):
-            stop = raw_query.find("&", end)
-            pairs.append(raw_query[found : len(raw_query) if stop < 0 else stop])
-        found = raw_query.find("jwt", end)
+    if raw_query.startswith(_JWT_SCHEME) and raw_query[3:4] in ("", "=", "&"):
+        pairs.append(raw_query.partition("&")[0])
+    for match in _NAME_AFTER_AMPERSAND.finditer(raw_query):
+        start = match.start(1)
+        if start < 0:
+            return None
+        stop = raw_query.find("&", start)
+        pairs.append(raw_query[start : len(raw_query) if stop < 0 else stop])
     return pairs
 
 
 def _from_query(raw_query: str) -> str | None:
     if "jwt" not in raw_query and "%" not in raw_query:  # fast path: no way to spell the name
         return None
-    pairs = raw_query.split("&") if _might_encode_the_name(raw_query) else _literal_jwt_pairs(raw_query)
+    pairs = _jwt_pairs(raw_query)
+    if pairs is None:
+        pairs = raw_query.split("&")
     found: str | None = None
     for pair in pairs:
         if pair.startswith("jwt="):
@@ -99,7 +98,7 @@ def _from_query(raw_query: str) -> str | None:
                 continue
         else:
             continue
-        token = unquote_plus(value)
+        token = unquote_plus(value) if "%" in value or "+" in value else value  # a token holds neither
         if found is not None and token != found:
             raise AuthenticationError("request carries more than one different token", Reason.MULTIPLE_TOKENS)
         found = token

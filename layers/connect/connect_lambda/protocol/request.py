@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -12,3 +13,16 @@ class RequestTarget:
     method: str
     raw_path: str
     raw_query: str = ""
+
+
+class RequestLine(Protocol):
+    """What a qsh check reads of a request: a :class:`RequestTarget`, or any request object with the same three."""
+
+    @property
+    def method(self) -> str: ...
+
+    @property
+    def raw_path(self) -> str: ...
+
+    @property
+    def raw_query(self) -> str: ...

@@ -21,13 +21,24 @@ from types import MappingProxyType
 from typing import Any
 
 from connect_lambda.errors import AuthenticationError, ConfigurationError, Reason, TenantStateError
-from connect_lambda.protocol.claims import check_lifetime, check_time_claims
+from connect_lambda.protocol.claims import check_time_claims
 from connect_lambda.protocol.jws import UnverifiedToken, decode_unverified, hs256_valid
 from connect_lambda.protocol.qsh import CONTEXT_QSH, query_string_hash_from_parts
-from connect_lambda.protocol.request import RequestTarget
+from connect_lambda.protocol.request import RequestLine, RequestTarget
 from connect_lambda.settings import DEFAULT_LEEWAY_SECONDS, MAX_LEEWAY_SECONDS
 from connect_lambda.tenancy.directory import TenantLookup
 from connect_lambda.tenancy.tenant import Tenant, TenantState
+
+__all__ = [
+    "DEFAULT_MAX_CONTEXT_LIFETIME_SECONDS",
+    "DEFAULT_MAX_LIFETIME_SECONDS",
+    "MAX_ACCOUNT_ID_LENGTH",
+    "MAX_CLIENT_KEY_LENGTH",
+    "RequestTarget",
+    "TenantTokenVerifier",
+    "TokenKind",
+    "VerifiedTenantToken",
+]
 
 MAX_CLIENT_KEY_LENGTH = 256
 MAX_ACCOUNT_ID_LENGTH = 128
@@ -106,7 +117,7 @@ class TenantTokenVerifier:
     def verify(
         self,
         token: str,
-        request: RequestTarget,
+        request: RequestLine,
         *,
         accept: TokenKind,
         allow_disabled_tenant: bool = False,
@@ -127,9 +138,9 @@ class TenantTokenVerifier:
             if fresher is tenant:
                 raise
             _check_tenant(fresher, unverified, allow_disabled_tenant)
-        now = self._clock()
-        check_time_claims(unverified.claims, now=now, leeway=self._leeway)
-        check_lifetime(unverified.claims, now=now, max_lifetime=self._max_lifetime[accept])
+        check_time_claims(
+            unverified.claims, now=self._clock(), leeway=self._leeway, max_lifetime=self._max_lifetime[accept]
+        )
         kind = self._check_qsh(unverified, request, accept)
         return VerifiedTenantToken(
             client_key=client_key,
@@ -138,7 +149,7 @@ class TenantTokenVerifier:
             claims=MappingProxyType(unverified.claims),
         )
 
-    def _check_qsh(self, token: UnverifiedToken, request: RequestTarget, accept: TokenKind) -> TokenKind:
+    def _check_qsh(self, token: UnverifiedToken, request: RequestLine, accept: TokenKind) -> TokenKind:
         qsh = token.claims.get("qsh")
         if qsh is None:
             raise AuthenticationError("token has no qsh claim", Reason.MISSING_QSH)
