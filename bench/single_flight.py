@@ -11,8 +11,8 @@ offers no way to ask for one (FORGE.md 1.4). What single flight means for them i
 a fresh token converge on the longest-lived one with one stored write, a container stores a token Forge reuses
 once, and scheduled work reads the kept token without asking anyone for a new one.
 
-3LO grants (rotating refresh tokens, ``as_oauth_user``) are another engineer's work in progress:
-:func:`three_legged_grants` is their slot.
+3LO grants rotate their refresh token on every use, so for them single flight is what keeps the grant alive:
+:func:`three_legged_grants` counts refresh requests per rotation and watches for a refresh token sent twice.
 """
 
 from __future__ import annotations
@@ -25,14 +25,18 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 from connect_lambda.app.caller import Caller
 from connect_lambda.app.declaration import Credential
 from connect_lambda.errors import ConnectError
+from connect_lambda.grants.atlassian import AtlassianOAuth
+from connect_lambda.grants.store import grant_key
 from connect_lambda.product.forge import ForgeSessions
 from connect_lambda.stores.installations import InstallationStore
 from connect_lambda.testing.atlassian.oauth import FakeAuthorizationServer
+from connect_lambda.testing.atlassian.three_legged import CLIENT_ID, CLIENT_SECRET, FakeAtlassianAccounts, SiteGrant
 from connect_lambda.testing.aws import (
     AWS_ENV,
     REGION,
@@ -45,16 +49,19 @@ from connect_lambda.testing.concurrency import (
     CLIENT_CONFIG,
     REQUESTER_TIMEOUT,
     TENANT_URL,
+    GrantSetup,
     Outcome,
     Setup,
     TenantSpec,
+    aws_clients,
+    loopback_session,
     run_in_processes,
 )
 from connect_lambda.testing.forge import API_BASE_URL, CLOUD_ID, INSTALLATION_ARI, forge_oauth_token
 from connect_lambda.testing.tokens import ALICE, APP_KEY, BOB, CLIENT_KEY, OAUTH_CLIENT_ID, new_secret
 from connect_lambda.testing.user_tokens import TokenWorld as World
 
-from bench.common import INFO, Options, Row, SectionResult, verdict
+from bench.common import Options, Row, SectionResult, verdict
 
 KEY = "tokens"
 TITLE = "4. Single flight: token requests and writes"
@@ -79,7 +86,7 @@ METHOD = (
     "scheduled or queued job does) costs reads only - and when the kept token is due (within a minute of `exp`), "
     "the readers are refused at once, with no call anywhere, until Forge's next invocation (the hourly trigger) "
     "brings a fresh one. AWS calls are counted per requester with connect_lambda.testing.aws.CallCounter. 3LO "
-    "grants (rotating refresh tokens) have a slot (three_legged_grants) for the grant store being built."
+    "grants: see their own line below."
 )
 
 
@@ -319,26 +326,95 @@ def forge_system_tokens(options: Options, result: SectionResult, endpoint: str) 
     )
 
 
-def three_legged_grants(options: Options, result: SectionResult) -> None:
-    """The slot for 3LO grants (``as_oauth_user``, the grant store with rotating refresh tokens), being built now.
+CALLBACK = "https://connect-app.example.com/oauth/callback"
 
-    To measure here when it lands, on the single-flight harness of connect_lambda.testing.concurrency: 50 requesters
-    in 4 processes, each its own grant store, against one grant whose access token has expired, with the loopback
-    fake authorization server counting refresh requests: exactly one refresh request per rotation, every requester
-    gets the rotated access token, and the refresh token that was used is never presented again (a rotating refresh
-    token is single-use: a second use would revoke the grant).
-    """
+
+def _grant_rotation(setup: GrantSetup, atlassian: FakeAtlassianAccounts, dynamodb: Any) -> tuple[list[Outcome], int]:
+    """One rotation: the grant's access token expires, then every requester asks at once."""
+    dynamodb.update_item(
+        TableName=setup.grants_table,
+        Key={"grantKey": {"S": grant_key(ALICE)}},
+        UpdateExpression="SET expiresAt = :past",
+        ExpressionAttributeValues={":past": {"N": "1"}},
+    )
+    before = atlassian.refreshes
+    outcomes = run_in_processes(setup, [ALICE] * REQUESTERS, processes=PROCESSES)
+    return outcomes, atlassian.refreshes - before
+
+
+def three_legged_grants(options: Options, result: SectionResult) -> None:
+    """3LO grants, whose refresh token Atlassian rotates on every use (a second use outside its reuse interval revokes
+    the grant): REQUESTERS requesters in PROCESSES processes, each its own grant store, against one grant whose
+    access token has just expired, with the fake Atlassian counting refresh requests and watching for reuse."""
+    rotations = options.pick(3, 1)
+    with moto_server() as endpoint, FakeAtlassianAccounts() as atlassian:
+        atlassian.add_user(ALICE, "Alice", (SiteGrant(CLOUD_ID, TENANT_URL, "Acme"),))
+        dynamodb, kms = aws_clients(endpoint)
+        key_arn = create_secrets_key(kms)
+        setup = GrantSetup(
+            endpoint=endpoint,
+            grants_table=create_table_from_template(dynamodb, "GrantsTable", key_arn),
+            key_arn=key_arn,
+            atlassian_url=atlassian.base_url,
+            client_id=CLIENT_ID,
+            client_secret=CLIENT_SECRET,
+        )
+        consent(setup.store(dynamodb, kms), atlassian)
+        atlassian.delay = 0.3  # the one refresh is still in flight while the others arrive
+        counts, tokens, errors = [], set(), []
+        started = time.monotonic()
+        for _ in range(rotations):
+            outcomes, refreshes = _grant_rotation(setup, atlassian, dynamodb)
+            counts.append(refreshes)
+            tokens.add(frozenset(outcome.token for outcome in outcomes))
+            errors += [outcome.error for outcome in outcomes if outcome.error]
+        seconds = time.monotonic() - started
+        sent = atlassian.refresh_tokens_sent
+        reused = len(sent) - len(set(sent))
+    ok = counts == [1] * rotations and all(len(group) == 1 for group in tokens) and not errors and reused == 0
     result.rows.append(
         Row(
             "4",
-            f"3LO grant refresh (rotating refresh tokens), {REQUESTERS} requesters in {PROCESSES} processes",
-            "not measured yet (3LO in progress)",
+            f"3LO grant refresh (rotating refresh tokens), {REQUESTERS} requesters in {PROCESSES} processes, "
+            f"{rotations} rotation(s)",
+            " + ".join(str(count) for count in counts) + " refresh request(s)",
+            f"{REQUESTERS} requesters per rotation",
             "-",
-            "-",
-            "exactly 1 refresh request per rotation",
-            INFO,
+            "exactly 1 refresh request per rotation, no refresh token sent twice",
+            verdict(ok and not atlassian.reuse_detected),
         )
     )
+    result.details.append(
+        f"3LO: {rotations} rotation(s) of one grant, {REQUESTERS} requesters each (every one its own GrantStore, "
+        f"{PROCESSES} processes): refresh requests per rotation {counts}; each rotation's requesters got "
+        f"{[len(group) for group in tokens]} distinct access token(s); refresh tokens sent {len(sent)}, sent twice "
+        f"{reused}; reuse detected by the fake Atlassian: {atlassian.reuse_detected or 'none'}; errors: "
+        f"{errors or 'none'}; {seconds:.1f} s in all (process start included)."
+    )
+
+
+def consent(store: Any, atlassian: FakeAtlassianAccounts) -> None:
+    """A grant for Alice, made as the consent flow makes it (code exchanged, identity and sites read)."""
+    query = {
+        "audience": "api.atlassian.com",
+        "client_id": CLIENT_ID,
+        "scope": "read:me offline_access",
+        "redirect_uri": CALLBACK,
+        "state": "bench-state-" + "s" * 32,
+        "response_type": "code",
+        "prompt": "consent",
+    }
+    answer = loopback_session().get(atlassian.base_url + "/authorize", params=query, allow_redirects=False, timeout=5)
+    code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+    client = AtlassianOAuth(
+        auth_url=atlassian.base_url,
+        api_url=atlassian.base_url,
+        client_id=CLIENT_ID,
+        client_secret=lambda: CLIENT_SECRET,
+        session=loopback_session(),
+    )
+    pair = client.exchange_code(code, redirect_uri=CALLBACK)
+    store.store(client.identity(pair.access_token).account_id, pair, client.sites(pair.access_token))
 
 
 def run(options: Options) -> SectionResult:
