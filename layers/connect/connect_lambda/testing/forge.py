@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from connect_lambda.testing.tokens import MISSING, NOW, encode_token, rsa_private_key
+from connect_lambda.testing.tokens import MISSING, NOW, encode_token, rs256_token, rsa_private_key
 
 APP_UUID = "2b0e4c7a-9d3f-4e61-8a5b-7c1d2e3f4a50"
 APP_ARI = f"ari:cloud:ecosystem::app/{APP_UUID}"
@@ -87,15 +87,8 @@ def fit(
     header: dict[str, Any] | None = None,
 ) -> str:
     """An RS256 FIT signed with ``private_key`` (default: the genuine Forge key); ``header`` replaces the header."""
-    if header is None:
-        header = {"typ": "JWT", "alg": "RS256"}
-        if kid is not MISSING:
-            header["kid"] = kid
-    return encode_token(
-        copy.deepcopy(fit_claims() if claims is None else claims),
-        header=header,
-        rsa_key=private_key or forge_private_key(),
-    )
+    body = copy.deepcopy(fit_claims() if claims is None else claims)
+    return rs256_token(body, kid, private_key or forge_private_key(), header)
 
 
 def jwk(private_key: rsa.RSAPrivateKey | None = None, *, kid: str = KID, **fields: Any) -> dict[str, Any]:

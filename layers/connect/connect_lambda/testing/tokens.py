@@ -177,15 +177,17 @@ def install_token(
     header: dict[str, Any] | None = None,
 ) -> str:
     """An RS256 install token signed with ``private_key`` (default: the session's 'atlassian' key)."""
+    return rs256_token(install_claims() if claims is None else claims, kid, private_key or rsa_private_key(), header)
+
+
+def rs256_token(claims: dict[str, Any], kid: Any, private_key: rsa.RSAPrivateKey, header: dict[str, Any] | None) -> str:
+    """``claims`` signed RS256 with ``private_key``, under ``header`` or ``{"typ": "JWT", "alg": "RS256", "kid"}``
+    (``kid`` left out when it is ``MISSING``)."""
     if header is None:
         header = {"typ": "JWT", "alg": "RS256"}
         if kid is not MISSING:
             header["kid"] = kid
-    return encode_token(
-        install_claims() if claims is None else claims,
-        header=header,
-        rsa_key=private_key or rsa_private_key(),
-    )
+    return encode_token(claims, header=header, rsa_key=private_key)
 
 
 # lifecycle payloads -----------------------------------------------------------------------------------------------
