@@ -152,6 +152,29 @@ ensure_packages() {
   step_done "installed ${missing[*]}"
 }
 
+clear_stale_container_network() {
+  # A dockerd that was killed (or whose data root was another checkout's) leaves its containers' network
+  # namespaces mounted under /var/run/docker/netns, each still holding a 172.17.0.x address and a veth on
+  # docker0. The next dockerd hands out the same addresses (and the same MACs, derived from them), so requests
+  # to a new function container reach a dead one: "No response from invoke container", a 502 for every
+  # route. Only when no dockerd runs at all: unmount those namespaces and drop docker0 with its ports;
+  # dockerd makes a fresh bridge.
+  pgrep -x dockerd >/dev/null && return 0
+  local n=0 ns port
+  for ns in /var/run/docker/netns/*; do
+    [ -e "$ns" ] || continue
+    umount -l "$ns" 2>/dev/null || true
+    rm -f "$ns" && n=$((n + 1))
+  done
+  if ip link show docker0 >/dev/null 2>&1; then
+    for port in $(ip -o link show master docker0 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }'); do
+      ip link delete "$port" 2>/dev/null && n=$((n + 1))
+    done
+    ip link delete docker0 2>/dev/null || true
+  fi
+  [ "$n" -eq 0 ] || echo "cleared $n stale container network namespace(s)/port(s) left by an earlier dockerd" >>"$_step_log"
+}
+
 ensure_dockerd() {
   step "docker daemon" "$LOGS/dockerd.log" \
     "Read the dockerd log above. If another daemon or a stale /var/run/docker.sock is in the way, stop it (bash scripts/local-env.sh status shows what runs), then re-run: bash scripts/local-env.sh up"
@@ -166,6 +189,7 @@ ensure_dockerd() {
   else
     mkdir -p "$DOCKER_ROOT"
     rm -f "$DOCKERD_PIDFILE"
+    clear_stale_container_network
     # setsid + nohup: the daemon outlives this script and the caller's terminal; fds 3, 4 and 9 (our
     # stdout/stderr copies and the lock) must not leak into it, or callers waiting on a pipe would hang.
     setsid nohup dockerd --data-root "$DOCKER_ROOT" --pidfile "$DOCKERD_PIDFILE" \
@@ -365,11 +389,13 @@ cmd_down() {
     return 0
   fi
   local containers
-  containers=$(docker ps -aq --filter label=sam.cli.container.type 2>/dev/null) || containers=''
+  # every container of this daemon (SAM's function containers, anything started by hand): removed while
+  # dockerd runs, so their network namespaces go with them rather than outliving the daemon
+  containers=$(docker ps -aq 2>/dev/null) || containers=''
   if [ -n "$containers" ]; then
     # shellcheck disable=SC2086 # one id per word
     docker rm -f $containers >/dev/null
-    say "removed $(wc -w <<<"$containers") SAM container(s)"
+    say "removed $(wc -w <<<"$containers") container(s)"
   fi
   now_us; t0=$_now
   kill -TERM "$pid"
