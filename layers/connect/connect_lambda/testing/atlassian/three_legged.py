@@ -41,6 +41,8 @@ CLIENT_ID = "3lo-sample-client-0123456789abcdef"
 CLIENT_SECRET = "3lo-client-secret-" + "s" * 24
 CODE_SECONDS = 60
 REUSE_INTERVAL_SECONDS = 600
+TOKEN_PREFIX = "fake-3lo-"
+"""Every code and token the fake mints starts so: a tool can prove none is kept or logged in the clear."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,7 @@ class FakeAtlassianAccounts(LoopbackServer):
 
     # --- the protocol ---------------------------------------------------------------------------------------------
     def _mint(self, kind: str) -> str:
-        return register_secret(f"fake-3lo-{kind}-{next(self._serial)}-{secrets.token_urlsafe(24)}")
+        return register_secret(f"{TOKEN_PREFIX}{kind}-{next(self._serial)}-{secrets.token_urlsafe(24)}")
 
     def _authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
