@@ -23,7 +23,7 @@ import hashlib
 import queue
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -82,10 +82,10 @@ class Endpoints:
 class Consent:
     """What the browser holds between the steps (secrets of the browser: never shown)."""
 
-    cookie: str = ""
-    state: str = ""
-    consent_url: str = ""
-    callback_url: str = ""
+    cookie: str = field(default="", repr=False)
+    state: str = field(default="", repr=False)
+    consent_url: str = field(default="", repr=False)
+    callback_url: str = field(default="", repr=False)
 
 
 def _query(url: str) -> dict[str, list[str]]:

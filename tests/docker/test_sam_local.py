@@ -51,8 +51,9 @@ def test_every_function_answers_its_event_through_sam_local_invoke_across_a_whol
     assert "557058:local-test-user" in str(myself["body"]), "the product saw the call as the user"
 
     refreshed = stack.invoke("TokenRefresherFunction", "token-refresher.json")
-    assert set(refreshed) == {"refreshed", "failed", "skipped", "examined"}
-    assert refreshed["failed"] == 0
+    counts = {"refreshed", "failed", "skipped", "examined"}
+    assert set(refreshed) == counts | {f"grants_{count}" for count in counts}, "user tokens, and 3LO grants (local 3LO)"
+    assert refreshed["failed"] == refreshed["grants_failed"] == 0
 
     assert stack.invoke("AuthorizerFunction", "authorizer-disabled.json")["isAuthorized"] is True
     assert stack.invoke("LifecycleFunction", "lifecycle-disabled.json")["statusCode"] == 204
