@@ -56,12 +56,14 @@ ROUTES = {  # as template.yaml routes them: the consent flow is public, the inte
 class MiniStartApi(LoopbackServer):
     """``sam local start-api`` in miniature for the 3LO routes: each request becomes a payload 2.0 event (its
     ``Cookie`` header the event's ``cookies``), the authorizer runs first on the routes behind it, and the answer's
-    ``cookies`` become ``Set-Cookie`` headers."""
+    ``cookies`` become ``Set-Cookie`` headers. ``cold_start``: seconds a function's first request waits before it
+    runs, as for SAM's container (LAZY warm containers start one at a function's first request)."""
 
     name = "mini-start-api"
 
     def __init__(self) -> None:
         self.functions: dict[str, Function] = {}
+        self.cold_start: dict[str, float] = {}
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -96,6 +98,7 @@ class MiniStartApi(LoopbackServer):
                         self._send(403, [], b'{"message":"Forbidden"}')
                         return
                     event = behind_authorizer(event, allowed)
+                time.sleep(api.cold_start.pop(function, 0.0))
                 answer = api.functions[function](event)
                 body = answer.get("body") or ""
                 raw = base64.b64decode(body) if answer.get("isBase64Encoded") else body.encode()
@@ -170,6 +173,9 @@ def local(monkeypatch: pytest.MonkeyPatch) -> Iterator[Local]:
                 "ATLASSIAN_AUTH_URL": url + ACCOUNTS_PATH,
                 "ATLASSIAN_API_URL": url + ACCOUNTS_PATH,
                 "AWS_ENDPOINT_URL": endpoint,
+                # longer than the forced refresh takes: the story must wait out the integration function's memory
+                # of its token from when the function read it, not from when it was asked (a cold start between)
+                "TENANT_CACHE_SECONDS": "6",
             }
         )
         for name in ("authorizer", "oauth", "integration"):
@@ -191,6 +197,7 @@ def test_the_local_stack_configures_3lo_as_the_library_reads_it():
 
 
 def test_make_runs_3lo_story_passes_every_step_and_shows_no_credential(local, capsys):
+    local.api.cold_start["integration"] = 3.0  # its first call answers late, as a cold container's does
     story = ThreeLeggedStory(Scenario(local.api.base_url), local.endpoints)
     assert run_steps(story.steps(), label="3lo") is True
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[3lo]")]
