@@ -1,4 +1,5 @@
-"""The embedded AWS of the local stack: moto server, with the KMS key and the tables template.yaml declares."""
+"""The embedded AWS of the local stack: moto server, with the KMS key and the tables template.yaml declares, and
+the local 3LO client's secret in SSM (a SecureString, as on AWS)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from devstack.config import REGION, aws_env
+from devstack.config import LOCAL_3LO, REGION, aws_env
 from devstack.template import load_template, resources_of_type, table_env_vars
 
 LOCAL_PREFIX = "connect-lambda-local"
 
 
-def clients(endpoint: str) -> tuple[Any, Any]:
+def client(service: str, endpoint: str) -> Any:
     env = aws_env()
     session = boto3.session.Session(
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
@@ -22,9 +23,22 @@ def clients(endpoint: str) -> tuple[Any, Any]:
     )
     # bounded: a moto server that does not answer must fail `make run` with a reason, not hang it
     config = Config(connect_timeout=5, read_timeout=60, retries={"max_attempts": 3, "mode": "standard"})
-    return (
-        session.client("dynamodb", endpoint_url=endpoint, config=config),
-        session.client("kms", endpoint_url=endpoint, config=config),
+    return session.client(service, endpoint_url=endpoint, config=config)  # type: ignore[call-overload]
+
+
+def clients(endpoint: str) -> tuple[Any, Any]:
+    return client("dynamodb", endpoint), client("kms", endpoint)
+
+
+def store_client_secret(endpoint: str) -> None:
+    """The local 3LO client's secret, where the functions read it (``OAUTH_CLIENT_SECRET_PARAMETER``): an SSM
+    SecureString, never an environment variable."""
+    client("ssm", endpoint).put_parameter(
+        Name=LOCAL_3LO.secret_parameter,
+        Value=LOCAL_3LO.client_secret,
+        Type="SecureString",
+        Description="connect-lambda local stack: the local 3LO client's secret (not a real credential)",
+        Overwrite=True,
     )
 
 
@@ -102,6 +116,7 @@ def provision(endpoint: str, *, empty_tables: bool = False) -> dict[str, str]:
         if name not in existing:
             _create_table(dynamodb, name, tables[logical_id]["Properties"], key_arn)
         env[variable] = name
+    store_client_secret(endpoint)
     return env
 
 

@@ -1,8 +1,9 @@
 """Fixed names, ports and test credentials of the local stack.
 
 The credentials here are for the local stack only: a test tenant whose shared secret is public (it is in this
-file), and the keys of the simulated Atlassian (the install key, the Forge invocation-token key, the Forge OAuth
-token key) generated on first use under ``.local/``. Nothing here is ever used on AWS.
+file), a 3LO client whose secret is public too, and the keys of the simulated Atlassian (the install key, the
+Forge invocation-token key, the Forge OAuth token key) generated on first use under ``.local/``. Nothing here is
+ever used on AWS.
 """
 
 from __future__ import annotations
@@ -42,7 +43,12 @@ FORGE_OAUTH_KEY_FILE = STATE / "forge-oauth-key.pem"
 
 SIM_URL = f"http://{CONTAINER_HOST}:{SIM_PORT}"
 """The simulated Atlassian as the function containers reach it: the tenant's site, the install-key CDN, the OAuth
-server, the Forge JWKS and the Forge product API (``/ex/jira/<cloudId>``)."""
+server, the Forge JWKS and the Forge product API (``/ex/jira/<cloudId>``), and the 3LO side under
+:data:`ACCOUNTS_PATH`."""
+ACCOUNTS_PATH = "/3lo"
+"""Where the simulator serves Atlassian's 3LO side, ``auth.atlassian.com`` and ``api.atlassian.com`` in one (the
+kit's ``FakeAtlassianAccounts``): under a prefix of its own, because ``/ex/jira/<cloudId>`` at the root is already
+the Forge installation's product API."""
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,43 @@ LOCAL_FORGE = LocalForge(
     installation_id="ari:cloud:ecosystem::installation/3c2b1a09-8f7e-4d6c-a5b4-c3d2e1f0a9b8",
     cloud_id="0a1b2c3d-4e5f-4a6b-8c7d-9e0f1a2b3c4d",
     app_account_id="557058:local-forge-app-bot",
+)
+
+
+@dataclass(frozen=True)
+class LocalIntegration:
+    """The local stack's OAuth 2.0 (3LO) integration: its client, where the functions read its secret (the embedded
+    AWS's SSM, a SecureString), the scopes it asks for, and the one user the simulator lets consent (the local test
+    tenant's user) with one site (the local test tenant's, under the local Forge installation's cloudId)."""
+
+    client_id: str
+    client_secret: str
+    secret_parameter: str
+    scopes: str
+    user_name: str
+    site_name: str
+
+    @staticmethod
+    def api_url() -> str:
+        """``ATLASSIAN_API_URL`` of the functions: the simulator as the containers reach it, by name (the product
+        client sends 3LO tokens only to a DNS name, never to an IP literal)."""
+        return SIM_URL + ACCOUNTS_PATH
+
+    @staticmethod
+    def auth_url(gateway: str) -> str:
+        """``ATLASSIAN_AUTH_URL`` of the functions: the simulator at the docker gateway's address, which the containers
+        reach (``/oauth/token``) and so does a browser on this machine (``/authorize``, where ``/oauth/authorize``
+        sends it), which cannot resolve ``host.docker.internal``."""
+        return f"http://{gateway}:{SIM_PORT}{ACCOUNTS_PATH}"
+
+
+LOCAL_3LO = LocalIntegration(
+    client_id="connect-lambda-local-3lo-client",
+    client_secret="local-3lo-client-secret-not-a-real-credential-0001",  # local stack only
+    secret_parameter="/connect-lambda-local/oauth-client-secret",
+    scopes="read:me read:jira-user read:jira-work",
+    user_name="Local Test User",
+    site_name="Local test site",
 )
 
 

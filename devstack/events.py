@@ -9,6 +9,13 @@ The Forge events are for the local Forge installation, which ``make run`` leaves
 ``authorizer-forge-hello.json`` (the authorizer, a FIT on a Forge route), ``forge-hello.json`` (a resolver call
 with the user and system tokens), ``forge-events.json`` (an issue created; the app reads it back as the app) and
 ``forge-scheduled.json`` (the hourly trigger and its fresh system token), the last three behind the authorizer.
+
+The 3LO events: ``oauth-authorize.json`` (a browser starting the consent: a 302 to the simulated consent page and
+the state cookie), ``oauth-callback.json`` (a callback whose state this app never issued, with a cookie: refused
+with a 400 page, nothing stored; a callback that succeeds needs a live state, which only the flow itself makes:
+``make run`` plays it), and the sample integration's routes behind the authorizer, as the local test tenant's user:
+``integration-myself.json`` (calls the product with the user's 3LO grant, which ``make run`` leaves made) and
+``integration-grant.json`` (revokes it; ``make reset`` or ``make run`` makes it again).
 """
 
 from __future__ import annotations
@@ -19,6 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from connect_lambda.grants.consent import STATE_COOKIE
 
 from devstack import forge_side
 from devstack.config import API_PORT, LOCAL_FORGE, LOCAL_TENANT, ROOT
@@ -32,6 +41,14 @@ PAGE_QUERY = (
     "&xdm_deprecated_addon_key_do_not_use=connect-lambda-local&lic=none&cv=1001.0.0"
 )
 WEBHOOK_ID = "5f0d1c0e-1d2b-4f5a-9a3b-0c1d2e3f4a5b"
+NEVER_ISSUED_STATE = "sample-state-this-app-never-issued-0000000000"
+"""Shaped like the app's states (so the callback looks it up), but never one it issued: the callback refuses it."""
+SAMPLE_CODE = "sample-authorization-code"
+SAMPLE_BROWSER_NONCE = "sample-browser-cookie-of-no-flow-00000000000"
+BROWSER_HEADERS = {
+    "accept": "text/html,application/xhtml+xml",
+    "user-agent": "Mozilla/5.0 (X11; Linux x86_64) connect-lambda sample event",
+}
 
 
 def _request_context(method: str, path: str, route_key: str, now: float) -> dict[str, Any]:
@@ -174,6 +191,30 @@ def forge_events(now: float) -> dict[str, dict[str, Any]]:
     return events
 
 
+def three_legged_events(now: float) -> dict[str, dict[str, Any]]:
+    """The 3LO routes: the consent flow a browser drives (no authorizer), and the sample integration's routes with
+    the authorizer context of a context token."""
+    callback = http_event(
+        "GET /oauth/callback",
+        f"/oauth/callback?state={NEVER_ISSUED_STATE}&code={SAMPLE_CODE}",
+        now=now,
+        headers=BROWSER_HEADERS,
+    )
+    callback["cookies"] = [f"{STATE_COOKIE}={SAMPLE_BROWSER_NONCE}"]  # payload 2.0 carries cookies here
+    return {
+        "oauth-authorize.json": http_event(
+            "GET /oauth/authorize", "/oauth/authorize", now=now, headers=BROWSER_HEADERS
+        ),
+        "oauth-callback.json": callback,
+        "integration-myself.json": http_event(
+            "GET /api/integration/myself", "/api/integration/myself", now=now, authorizer=_context("context", now)
+        ),
+        "integration-grant.json": http_event(
+            "DELETE /api/integration/grant", "/api/integration/grant", now=now, authorizer=_context("context", now)
+        ),
+    }
+
+
 def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
     now = time.time() if now is None else now
     json_headers = {"content-type": "application/json"}
@@ -247,6 +288,7 @@ def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
         "detail": {},
     }
     events.update(forge_events(now))
+    events.update(three_legged_events(now))
     return events
 
 

@@ -2,6 +2,8 @@
 of the local build (never what ``sam build`` for AWS left in .aws-sam/build), with the local stack's settings.
 
 ``sam local invoke`` exits 0 even when the function fails; this exits 1 then, and when no payload was printed.
+What it prints passes through the log filter first: a payload may carry a secret of the flow it starts (the consent
+flow's state in its ``Location``, the browser's state cookie), and none is ever printed.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from devstack import processes
 from devstack.config import BUILT_TEMPLATE, CONTAINER_HOST, STATE, aws_env
 from devstack.processes import StackError
+from devstack.redact import redact_line
 from devstack.stack import ENV_FILE, sam_command, sam_parameters
 
 
@@ -48,8 +51,9 @@ def invoke(function: str, event: Path) -> int:
         text=True,
         check=False,
     )
-    print(result.stderr, end="", file=sys.stderr)
-    print(result.stdout, end="" if result.stdout.endswith("\n") else "\n", flush=True)
+    for stream, text in ((sys.stderr, result.stderr), (sys.stdout, result.stdout)):
+        for line in text.splitlines():
+            print(redact_line(line), file=stream, flush=True)
     payloads = [line for line in result.stdout.splitlines() if line.startswith("{")]
     if result.returncode != 0 or not payloads:
         print(f"[invoke] FAILED: sam local invoke exited {result.returncode} and printed no payload")

@@ -14,13 +14,17 @@ permissions propagate), delivered again with its ``retryContext`` and done, then
 "came too late") and not done again → the scheduled trigger, whose system token the app keeps: its kept expiry
 moves forward.
 
+OAuth 2.0 (3LO) (:class:`devstack.three_legged.ThreeLeggedStory`, the simulator playing Atlassian's authorization
+server and API gateway, the scenario the browser): authorize → consent → callback (the grant sealed in the
+embedded AWS) → the callback replayed (refused) → a product call as the 3LO user → a forced refresh by 20
+concurrent requesters in 4 processes making exactly one token request → the rotated token used → revocation.
+
 Each step is one line: its result, how long it took, and what came back (a failed step says why in one line: the
-status and the short JSON error, never a page of HTML). More stories (3LO) append their steps to
-:meth:`Scenario.steps`.
+status and the short JSON error, never a page of HTML). More stories append their steps to :meth:`Scenario.steps`.
 
 :func:`setup_tenant` then leaves the local test tenant installed (carrying the Forge installation) and enabled,
-and returns only once every warm function sees it so (no cache window): what ``make run`` ends with, and what
-``make reset`` does.
+and returns only once every warm function sees it so (no cache window), with its user's 3LO grant made: what
+``make run`` ends with, and what ``make reset`` does.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from botocore.exceptions import BotoCoreError, ClientError
 
 from devstack import forge_side
 from devstack.config import (
@@ -204,7 +209,9 @@ class Scenario:
         return refused, f"a fresh token signed with the old secret: {detail}"
 
     def steps(self) -> list[Step]:
-        return [*self.connect_steps(), *ForgeStory(self).steps()]
+        from devstack.three_legged import ThreeLeggedStory
+
+        return [*self.connect_steps(), *ForgeStory(self).steps(), *ThreeLeggedStory(self).steps()]
 
     def connect_steps(self) -> list[Step]:
         return [
@@ -425,7 +432,7 @@ def run_steps(steps: list[Step], label: str = "scenario") -> bool:
         started, since = time.monotonic(), _log_size()
         try:
             ok, detail = step.run()
-        except (requests.RequestException, ValueError) as exc:
+        except (requests.RequestException, ValueError, BotoCoreError, ClientError) as exc:
             ok, detail = False, describe_exception(exc)
         elapsed = (time.monotonic() - started) * 1000
         if not ok:
@@ -440,7 +447,7 @@ def run_steps(steps: list[Step], label: str = "scenario") -> bool:
 
 
 def play(base_url: str = APP_BASE_URL) -> bool:
-    print(f"[scenario] playing the Connect protocol, then Connect-on-Forge, against {base_url}", flush=True)
+    print(f"[scenario] playing the Connect protocol, then Connect-on-Forge, then 3LO, against {base_url}", flush=True)
     ok = run_steps(Scenario(base_url).steps())
     failed = "some steps FAILED (each says why above; the stack's view of each request: make logs)"
     print(f"[scenario] {'all steps passed' if ok else failed}", flush=True)
@@ -484,14 +491,21 @@ class TenantSetup:
             return False, f"GET /api/myself: {api[1]}"
         return True, "GET /pages/hello (qsh) 200 and GET /api/myself (context token) 200"
 
+    def granted(self) -> tuple[bool, str]:
+        from devstack.three_legged import ThreeLeggedStory
+
+        return ThreeLeggedStory(self.scenario).granted()
+
     def steps(self) -> list[Step]:
         return [
             Step("signed install of the local test tenant", self.installed),
             Step("enabled", self.enabled),
             Step("the tenant answers (no cache window left)", self.answers),
+            Step("its user's 3LO grant (make call ... CONTEXT=1)", self.granted),
         ]
 
 
 def setup_tenant(base_url: str = APP_BASE_URL) -> bool:
-    """Leave the local test tenant installed and enabled, for a person (and events/, make call) to use."""
+    """Leave the local test tenant installed and enabled, its user's 3LO grant made, for a person (and events/,
+    make call) to use."""
     return run_steps(TenantSetup(base_url).steps(), label="tenant")

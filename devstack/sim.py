@@ -9,6 +9,11 @@ the real service checks; the simulator puts them behind the one origin the funct
 * ``/.well-known/jwks.json``: Forge's JWKS (the public half of the local Forge key, under a ``kid`` like Forge's);
 * ``/ex/jira/<cloudId>/...``: the product API of the Forge installation, the FITs' ``apiBaseUrl`` (as
   ``api.atlassian.com/ex/jira/<cloudId>``): it accepts the Forge system and user tokens the local stack signs;
+* ``/3lo/...`` (:data:`~devstack.config.ACCOUNTS_PATH`): Atlassian's OAuth 2.0 (3LO) side, ``auth.atlassian.com``
+  and ``api.atlassian.com`` in one (the prefix is taken off): ``/authorize`` (the consent, approved at once for the
+  local test tenant's user), ``/oauth/token`` (codes, rotating refresh tokens that are invalid after one use,
+  ``invalid_grant``; the local 3LO client's secret), ``/me``, ``/oauth/token/accessible-resources`` (one site: the
+  local test tenant's, under the local Forge installation's cloudId) and ``/ex/jira/<cloudId>/rest/api/3/myself``;
 * anything else: the tenant's site, the product REST API for the app's JWT (qsh checked) and users' bearer tokens.
 
 It also plays the Forge platform, on paths no Atlassian service has:
@@ -22,8 +27,11 @@ It also plays the Forge platform, on paths no Atlassian service has:
   Answers what each delivery carried and got (never a token) and the system token's expiry.
 * ``POST /_sim/forge/permissions-lag`` ``{"requests": n}``: the next n calls to the Forge product API are refused
   with 403, as in the minutes after an install while the app's permissions propagate (DOC-LIFE).
+* ``POST /_sim/3lo/token-delay`` ``{"seconds": s}``: hold each 3LO token answer ``s`` seconds (0 to 5), so that
+  concurrent refreshers overlap.
 * ``GET /status``: liveness, the simulator's fingerprint (its code and keys: ``make run`` restarts a simulator
-  that runs older code) and what was asked of each part.
+  that runs older code) and what was asked of each part (for 3LO: the token requests by grant type, refresh-token
+  reuse, and the last API calls with whose token and whether the newest; never a token).
 
 Run: ``python -m devstack.sim --host <docker gateway> --port 8091``.
 """
@@ -46,22 +54,26 @@ from urllib.parse import urlsplit
 
 import connect_lambda.testing
 import requests
+from connect_lambda.grants.consent import CALLBACK_PATH
 from connect_lambda.testing import forge as forge_kit
 from connect_lambda.testing.atlassian.forge_jwks import JWKS_PATH, FakeForgeJwks
 from connect_lambda.testing.atlassian.install_keys import FakeInstallKeysCdn
 from connect_lambda.testing.atlassian.loopback import LoopbackServer
 from connect_lambda.testing.atlassian.oauth import FakeAuthorizationServer
 from connect_lambda.testing.atlassian.product import FakeProduct, status_answer
+from connect_lambda.testing.atlassian.three_legged import FakeAtlassianAccounts, SiteGrant
 from connect_lambda.testing.tokens import public_pem
 
 from devstack import forge_side
 from devstack.config import (
+    ACCOUNTS_PATH,
     APP_BASE_URL,
     APP_KEY,
     FORGE_INVOCATION_KEY_FILE,
     FORGE_OAUTH_KEY_FILE,
     INSTALL_KEY_FILE,
     INSTALL_KID,
+    LOCAL_3LO,
     LOCAL_FORGE,
     LOCAL_TENANT,
     SIM_PORT,
@@ -75,6 +87,8 @@ FORWARD_TIMEOUT = 60.0
 DELIVERY_TIMEOUT = 60.0
 MAX_BODY = 1 << 20
 MAX_ANSWER_SHOWN = 2000
+MAX_TOKEN_DELAY = 5.0
+CALLS_SHOWN = 50
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding"}
     | {"upgrade", "content-length"}
@@ -109,14 +123,20 @@ class Simulator:
         self.site = FakeProduct(self.oauth)
         self.forge_keys = FakeForgeJwks()
         self.forge_api = FakeProduct(context_path=f"/ex/jira/{LOCAL_FORGE.cloud_id}", public_url=SIM_URL)
-        self._fakes: tuple[LoopbackServer, ...] = (self.cdn, self.oauth, self.site, self.forge_keys, self.forge_api)
+        self.app_base_url = app_base_url.rstrip("/")
+        self.accounts = FakeAtlassianAccounts(
+            client_id=LOCAL_3LO.client_id,
+            client_secret=LOCAL_3LO.client_secret,
+            redirect_uri=self.app_base_url + CALLBACK_PATH,  # as registered in the developer console
+        )
+        fakes = (self.cdn, self.oauth, self.site, self.forge_keys, self.forge_api, self.accounts)
+        self._fakes: tuple[LoopbackServer, ...] = fakes
         for fake in self._fakes:
             fake.__enter__()
         self.cdn.serve_key(f"/install-keys/{INSTALL_KID}", public_pem(install_private_key()))
         key = forge_invocation_key()
         self.forge_keys.serve_keys(forge_kit.jwks(forge_kit.jwk(key, kid=forge_kid(key))))
         self.forge_api.trust_forge_issuer(forge_oauth_key().public_key())
-        self.app_base_url = app_base_url.rstrip("/")
         self.http = requests.Session()
         self.http.trust_env = False  # the app is on loopback: never through a proxy from the environment
         self.fingerprint = fingerprint()
@@ -142,6 +162,9 @@ class Simulator:
             self.oauth.register_tenant(tenant.oauth_client_id, tenant.shared_secret, tenant.base_url)
             self.site.register_app(app_key=APP_KEY, client_key=tenant.client_key, shared_secret=tenant.shared_secret)
             self.site.public_url = tenant.base_url
+            # the tenant's user grants 3LO access to the tenant's site (as_oauth_user's default site)
+            site = SiteGrant(cloud_id=LOCAL_FORGE.cloud_id, url=tenant.base_url, name=LOCAL_3LO.site_name)
+            self.accounts.add_user(tenant.account_id, LOCAL_3LO.user_name, (site,))
 
     @property
     def oauth_audience(self) -> str:
@@ -167,6 +190,14 @@ class Simulator:
         self.close()
 
     # where a request goes ------------------------------------------------------------------------------------------
+
+    def route(self, target: str) -> tuple[LoopbackServer, str]:
+        """The fake that serves ``target`` (a path and query), and the target as that fake sees it."""
+        path = urlsplit(target).path
+        if path == ACCOUNTS_PATH or path.startswith(ACCOUNTS_PATH + "/"):
+            rest = target[len(ACCOUNTS_PATH) :]
+            return self.accounts, rest if rest.startswith("/") else "/" + rest
+        return self.backend(path), target
 
     def backend(self, path: str) -> LoopbackServer:
         if path.startswith("/install-keys/"):
@@ -248,6 +279,12 @@ class Simulator:
             return 200, self.status()
         if method != "POST" or not isinstance(body, dict):
             return 400, {"error": "POST a JSON object"}
+        if path == CONTROL + "3lo/token-delay":
+            seconds = body.get("seconds")
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 <= seconds <= MAX_TOKEN_DELAY:
+                return 400, {"error": f"seconds: 0 to {MAX_TOKEN_DELAY:g}"}
+            self.accounts.delay = float(seconds)
+            return 200, {"tokenDelay": float(seconds)}
         if path == CONTROL + "forge/permissions-lag":
             count = body.get("requests", 1)
             if not isinstance(count, int) or not 0 <= count <= 10:
@@ -278,7 +315,27 @@ class Simulator:
             # the last calls to the Forge product API: who asked what, and the answer (no credentials)
             "forge_product": [
                 {"method": r.method, "path": r.raw_path, "status": r.status, "as": r.account_id}
-                for r in forge_requests[-50:]
+                for r in forge_requests[-CALLS_SHOWN:]
+            ],
+            "three_legged": self.three_legged_status(),
+        }
+
+    def three_legged_status(self) -> dict[str, Any]:
+        """What the 3LO side was asked: counts, refresh-token reuse, and the last API calls (whose token, whether
+        its grant's newest; never a token, a code or a secret)."""
+        accounts = self.accounts
+        calls = list(accounts.api_calls)
+        return {
+            "authorize_requests": len(accounts.authorize_requests),
+            "token_requests": dict(accounts.token_requests),
+            "code_replays": accounts.code_replays,
+            "reuse_detected": len(accounts.reuse_detected),
+            "reuses_within_interval": accounts.reuses_within_interval,
+            "token_delay": accounts.delay,
+            "api_requests": len(calls),
+            "api": [
+                {"path": c.path, "status": c.status, "as": c.account_id, "newest": c.newest}
+                for c in calls[-CALLS_SHOWN:]
             ],
         }
 
@@ -357,7 +414,8 @@ def make_handler(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 self._json(*sim.control(self.command, path, parsed))
                 return
             try:
-                answer = forward(sim.backend(path), self.command, self.path, self.headers.items(), body)
+                backend, target = sim.route(self.path)
+                answer = forward(backend, self.command, target, self.headers.items(), body)
             except (OSError, http.client.HTTPException) as exc:
                 self._json(504, {"errorMessages": [f"the simulated service did not answer ({type(exc).__name__})"]})
                 return
@@ -382,7 +440,7 @@ def serve(host: str, port: int) -> None:
         server = _Server((host, port), make_handler(sim))
         print(
             f"Atlassian simulator on http://{host}:{port} (install keys, OAuth, product API; Forge: JWKS, product "
-            f"API, deliveries) for {SIM_URL}, fingerprint {sim.fingerprint}",
+            f"API, deliveries; 3LO under {ACCOUNTS_PATH}) for {SIM_URL}, fingerprint {sim.fingerprint}",
             flush=True,
         )
         server.serve_forever()

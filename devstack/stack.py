@@ -34,6 +34,7 @@ from devstack.config import (
     BUILD_DIR,
     BUILT_TEMPLATE,
     CONTAINER_HOST,
+    LOCAL_3LO,
     LOCAL_FORGE,
     LOGS,
     MOTO_PORT,
@@ -118,6 +119,14 @@ def function_env(resources: dict[str, str]) -> dict[str, str]:
         "FORGE_APP_ID": LOCAL_FORGE.app_id,
         "FORGE_JWKS_URL": f"{SIM_URL}/.well-known/jwks.json",
         "FORGE_API_HOSTS": SIM_URL,
+        # 3LO: the local integration's client, its secret in the embedded AWS's SSM (a SecureString the functions
+        # read once per container), and Atlassian's 3LO side in the simulator (the consent URL at an address a
+        # browser on this machine reaches too)
+        "OAUTH_CLIENT_ID": LOCAL_3LO.client_id,
+        "OAUTH_CLIENT_SECRET_PARAMETER": LOCAL_3LO.secret_parameter,
+        "OAUTH_SCOPES": LOCAL_3LO.scopes,
+        "ATLASSIAN_AUTH_URL": LOCAL_3LO.auth_url(docker_gateway()),
+        "ATLASSIAN_API_URL": LOCAL_3LO.api_url(),
         "AWS_ENDPOINT_URL": f"http://{CONTAINER_HOST}:{MOTO_PORT}",
         "POWERTOOLS_LOG_LEVEL": "INFO",
         # short, so that the scenario sees a disable or uninstall reach the warm authorizer within seconds

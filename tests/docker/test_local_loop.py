@@ -13,8 +13,9 @@ import time
 import pytest
 import requests
 from connect_lambda.testing.atlassian.oauth import TOKEN_PREFIX
+from connect_lambda.testing.atlassian.three_legged import TOKEN_PREFIX as THREE_LEGGED_PREFIX
 
-from devstack.config import LOCAL_TENANT
+from devstack.config import LOCAL_3LO, LOCAL_TENANT
 from devstack.processes import port_open
 from tests.docker.conftest import PAGE, Stack, stack_env
 from tests.docker.test_sam_local import native_architecture
@@ -43,7 +44,19 @@ def test_make_run_twice_in_a_row_answers_a_signed_request_after_each(first_run: 
     assert "INVALID_REMOTE_INVOCATION_ERROR" in forge[3], "the failed delivery was delivered again"
     assert "TIMEOUT_ERROR" in forge[3], "and once more after its answer came too late"
     assert "1 refused (permissions lag), 1 read" in forge[3], "processed once"
+    three_legged = [line for line in lines_of(first, "[scenario]") if " 3LO: " in line]
+    assert len(three_legged) == 8, first[-6000:]
+    assert all(" ok " in line for line in three_legged), three_legged
+    assert "Set-Cookie __Host-oauth_state (Path=/; Max-Age=600; HttpOnly; Secure; SameSite=Lax)" in three_legged[0]
+    assert "KMS ciphertext only" in three_legged[2], "the grant at rest"
+    assert re.search(r"400 an HTML page .*; 0 code exchange", three_legged[3]), "the replayed state refused"
+    assert "1 with the user's newest access token" in three_legged[4]
+    assert "1 token request(s) (refresh_token), 1 access token among them, 20 answered" in three_legged[5]
+    assert "refresh-token reuse: 0 detected, 0 within the interval; 0 more token requests" in three_legged[6]
+    assert '403 {"error":"grant_missing"' in three_legged[7]
     assert "the tenant answers (no cache window left)" in first
+    [granted] = [line for line in lines_of(first, "[tenant]") if "its user's 3LO grant" in line]
+    assert " ok " in granted, granted
     assert status_after_first == 200, "the test tenant answers the moment make run returns"
 
     second = stack.make("run")
@@ -62,6 +75,10 @@ def test_make_run_twice_in_a_row_answers_a_signed_request_after_each(first_run: 
     refused = stack.make("call", "GET", "/pages/hello", "CONTEXT=1")
     assert refused.returncode != 0
     assert "reason=context_qsh_not_allowed" in refused.stdout
+
+    integration = stack.make("call", "GET", "/api/integration/myself", "CONTEXT=1")
+    assert integration.returncode == 0, integration.stdout
+    assert '"via": "oauth-grant"' in integration.stdout, "make run leaves the test user's 3LO grant made"
 
     forge = stack.make("call", "POST", "/forge/hello", "FORGE=1")
     assert forge.returncode == 0, forge.stdout
@@ -152,6 +169,10 @@ def test_make_logs_shows_each_request_with_its_refusal_reason_and_no_token_is_in
         assert not re.search(r"jwt=(?!\[redacted\])", text, re.IGNORECASE), f"a jwt= value in {path}"
         assert LOCAL_TENANT.shared_secret not in text, f"the shared secret in {path}"
         assert TOKEN_PREFIX not in text, f"an access token in {path}"
+        assert THREE_LEGGED_PREFIX not in text, f"a 3LO code or token in {path}"
+        assert LOCAL_3LO.client_secret not in text, f"the 3LO client secret in {path}"
+        assert not re.search(r"[?&](?:code|state)=(?!\[redacted\])", text), f"a callback's code or state in {path}"
+        assert not re.search(r"__Host-oauth_state=(?!\[redacted\]|;)", text), f"the state cookie in {path}"
 
 
 def test_an_aws_sam_build_between_two_local_runs_does_not_touch_the_local_stack(stack: Stack) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from devstack.config import LOCAL_FORGE, LOCAL_TENANT
+from devstack.config import ACCOUNTS_PATH, LOCAL_3LO, LOCAL_FORGE, LOCAL_TENANT
 from tests.docker.conftest import ROOT, Stack
 
 pytestmark = pytest.mark.docker
@@ -51,8 +51,9 @@ def test_every_function_answers_its_event_through_sam_local_invoke_across_a_whol
     assert "557058:local-test-user" in str(myself["body"]), "the product saw the call as the user"
 
     refreshed = stack.invoke("TokenRefresherFunction", "token-refresher.json")
-    assert set(refreshed) == {"refreshed", "failed", "skipped", "examined"}
-    assert refreshed["failed"] == 0
+    counts = {"refreshed", "failed", "skipped", "examined"}
+    assert set(refreshed) == counts | {f"grants_{count}" for count in counts}, "user tokens, and 3LO grants (local 3LO)"
+    assert refreshed["failed"] == refreshed["grants_failed"] == 0
 
     assert stack.invoke("AuthorizerFunction", "authorizer-disabled.json")["isAuthorized"] is True
     assert stack.invoke("LifecycleFunction", "lifecycle-disabled.json")["statusCode"] == 204
@@ -99,6 +100,40 @@ def test_the_forge_function_and_the_authorizer_answer_the_forge_sample_events_th
     trigger = stack.invoke("ForgeFunction", "forge-scheduled.json")
     assert trigger["statusCode"] == 200, trigger
     assert json.loads(str(trigger["body"])) == {"systemTokenKept": True}
+
+
+def test_the_oauth_function_and_the_integration_answer_their_sample_events_through_sam_local_invoke(
+    stack: Stack,
+) -> None:
+    stack.ensure_tenant()  # the local test tenant, and its user's 3LO grant (make run leaves both)
+    authorize = stack.invoke("OauthFunction", "oauth-authorize.json")
+    assert authorize["statusCode"] == 302, authorize
+    headers = authorize["headers"]
+    assert isinstance(headers, dict)
+    location = str(headers["Location"])
+    assert f"{ACCOUNTS_PATH}/authorize?" in location, "to the simulated consent page"
+    assert f"client_id={LOCAL_3LO.client_id}" in location
+    assert "state=[redacted]" in location, "make invoke prints no state"
+    [cookie] = authorize["cookies"]
+    assert str(cookie).startswith("__Host-oauth_state=[redacted]; Path=/;"), "nor the browser's cookie"
+    assert "HttpOnly; Secure; SameSite=Lax" in str(cookie)
+
+    refused = stack.invoke("OauthFunction", "oauth-callback.json")
+    assert refused["statusCode"] == 400, refused
+    assert "Location" not in str(refused["headers"]), "a page, never a redirect"
+    assert "text/html" in str(refused["headers"])
+    assert "not valid any more" in str(refused["body"]), "a state this app never issued"
+
+    myself = stack.invoke("IntegrationFunction", "integration-myself.json")
+    assert myself["statusCode"] == 200, myself
+    answer = json.loads(str(myself["body"]))
+    assert (answer["via"], answer["accountId"]) == ("oauth-grant", LOCAL_TENANT.account_id), "as the 3LO user"
+    revoked = stack.invoke("IntegrationFunction", "integration-grant.json")
+    assert (revoked["statusCode"], json.loads(str(revoked["body"]))) == (200, {"revoked": True})
+    missing = stack.invoke("IntegrationFunction", "integration-myself.json")
+    assert missing["statusCode"] == 403
+    assert json.loads(str(missing["body"]))["error"] == "grant_missing"
+    stack.ensure_tenant()  # the grant made again, for the tests after this one
 
 
 _ELF_MACHINES = {0x3E: "x86_64", 0xB7: "arm64"}

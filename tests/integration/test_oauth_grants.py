@@ -63,6 +63,7 @@ def atlassian(atlassian_server: FakeAtlassianAccounts, clock: FakeClock) -> Fake
     fake.reuses_within_interval = 0
     fake._fail_next.clear()
     fake.api_requests.clear()
+    fake.api_calls.clear()
     fake.on_token_answer = None
     return fake
 
@@ -118,6 +119,7 @@ def grant(store: GrantStore, atlassian: FakeAtlassianAccounts, clock: FakeClock,
     store.store(client.identity(pair.access_token).account_id, pair, client.sites(pair.access_token))
     atlassian.token_requests.clear()
     atlassian.api_requests.clear()
+    atlassian.api_calls.clear()
 
 
 def product(store: GrantStore, atlassian: FakeAtlassianAccounts, clock: FakeClock) -> ProductClient:
@@ -218,6 +220,21 @@ def test_a_401_from_the_product_refreshes_once_and_retries_with_the_new_token(st
     response = client.as_oauth_user(ALICE, CLOUD_ID).get("/rest/api/3/myself")
     assert response.status_code == 200
     assert atlassian.refreshes == 1
+    calls = [(call.status, call.account_id, call.newest) for call in atlassian.api_calls]
+    assert calls == [(200, ALICE, True), (401, None, False), (200, ALICE, True)]
+
+
+def test_the_fake_records_whose_token_each_call_carried_and_whether_it_was_the_newest(store, atlassian, clock):
+    old = store.access_token(ALICE)
+    clock.advance(3600 - 60)  # inside the store's margin: refreshed, while the old token is still valid
+    new = store.access_token(ALICE)
+    myself = f"{atlassian.base_url}/ex/jira/{CLOUD_ID}/rest/api/3/myself"
+    with loopback_session() as session:
+        for token in (old.value, new.value, "not-a-token"):
+            session.get(myself, headers={"Authorization": f"Bearer {token}"}, timeout=5)
+    calls = [(call.status, call.account_id, call.newest) for call in atlassian.api_calls]
+    assert calls == [(200, ALICE, False), (200, ALICE, True), (401, None, False)]
+    assert "not-a-token" not in repr(atlassian.api_calls), "a call's record never holds a token"
 
 
 def test_a_new_grant_and_rotated_tokens_rest_as_ciphertext_bound_to_the_account(world, store, atlassian, clock):

@@ -7,9 +7,10 @@ import json
 
 import pytest
 from connect_lambda.testing.atlassian.oauth import TOKEN_PREFIX
+from connect_lambda.testing.atlassian.three_legged import TOKEN_PREFIX as THREE_LEGGED_PREFIX
 
 from devstack import forge_side
-from devstack.config import LOCAL_TENANT
+from devstack.config import LOCAL_3LO, LOCAL_TENANT
 from devstack.product_side import tenant_token
 from devstack.redact import REDACTED, redact_line, scrub_file
 from devstack.requestlog import RequestLog, Route, find_route, routes_of
@@ -36,6 +37,14 @@ def access(request: str, status: int, colour: bool = False) -> str:
         "Bearer fake-user-token-1-" + "A1b2" * 10,
         "an access token alone: " + TOKEN_PREFIX + "12-" + "A1b2" * 10,
         f'{{"x-forge-oauth-system": "{forge_side.oauth_token("system", lifetime=60)}"}}',
+        # 3LO: the callback's state and code, the browser's state cookie, the simulator's tokens, the client secret
+        access("GET /oauth/callback?state=A1b2A1b2A1b2A1b2-_&code=" + THREE_LEGGED_PREFIX + "code-3-A1b2A1b2", 200),
+        access("GET /oauth/callback?code=A1b2A1b2A1b2&state=A1b2A1b2A1b2A1b2", 400),
+        "Set-Cookie: __Host-oauth_state=A1b2A1b2A1b2A1b2-_; Path=/; Max-Age=600; HttpOnly; Secure; SameSite=Lax",
+        "Cookie: __Host-oauth_state=A1b2A1b2A1b2A1b2",
+        "a refresh token: " + THREE_LEGGED_PREFIX + "refresh-7-" + "A1b2" * 8,
+        f'{{"client_secret": "A1b2A1b2A1b2", "clientId": "{LOCAL_3LO.client_id}"}}',
+        f"the local 3LO client secret in plain text: {LOCAL_3LO.client_secret}",
     ],
 )
 def test_no_token_or_secret_survives_redaction(line: str) -> None:
@@ -43,6 +52,7 @@ def test_no_token_or_secret_survives_redaction(line: str) -> None:
     assert "eyJ" not in redacted
     assert TOKEN[40:60] not in redacted
     assert LOCAL_TENANT.shared_secret not in redacted
+    assert LOCAL_3LO.client_secret not in redacted
     assert "A1b2A1b2" not in redacted
     assert REDACTED in redacted
     assert "\x1b" not in redacted
@@ -53,6 +63,10 @@ def test_redaction_keeps_what_a_developer_reads() -> None:
     assert redact_line(line) == access(f"GET /pages/hello?xdm_e=http://host&lic=none&jwt={REDACTED}&cv=1", 200)
     plain = '{"level":"INFO","message":"installed","clientKey":"local-test-tenant","outcome":"updated"}'
     assert redact_line(plain) == plain
+    cleared = "Set-Cookie: __Host-oauth_state=; Path=/; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
+    assert redact_line(cleared) == cleared, "a cleared cookie carries nothing"
+    granted = '{"message":"consent granted","accountId":"557058:local-test-user","sites":1,"state":"active"}'
+    assert redact_line(granted) == granted
 
 
 def test_scrub_file_redacts_a_log_in_place(tmp_path) -> None:

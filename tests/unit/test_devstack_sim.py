@@ -1,7 +1,8 @@
 """The local stack's simulated Atlassian (devstack.sim), on loopback: the kit's fakes behind one address, and the
 Forge platform it plays - the key set the FITs verify against (with the library's own verifier, configured as the
 local stack configures the functions), the product API that accepts the local Forge tokens at the FITs'
-``apiBaseUrl``, event delivery with Forge's retries, and a status that never shows a token."""
+``apiBaseUrl``, event delivery with Forge's retries, and a status that never shows a token - and Atlassian's 3LO
+side under its own prefix, spoken to by the library's own 3LO client."""
 
 from __future__ import annotations
 
@@ -12,19 +13,23 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 from connect_lambda.deployment import Deployment
 from connect_lambda.forge.invocation_token import InvocationTokenVerifier, bearer_token
+from connect_lambda.grants.atlassian import AtlassianOAuth, ClientRefusedError, InvalidCodeError
+from connect_lambda.grants.consent import CALLBACK_PATH
 from connect_lambda.settings import Settings
 from connect_lambda.testing.atlassian.install_keys import loopback_session
 from connect_lambda.testing.atlassian.loopback import LoopbackServer
+from connect_lambda.testing.atlassian.three_legged import TOKEN_PREFIX as THREE_LEGGED_PREFIX
 from connect_lambda.testing.forge import INVALID_FORGE_INVOCATION_TOKEN, INVALID_REMOTE_INVOCATION_ERROR, TIMEOUT_ERROR
 
 from devstack import forge_side
-from devstack.config import INSTALL_KID, LOCAL_FORGE, LOCAL_TENANT
-from devstack.events import build_events
+from devstack.config import ACCOUNTS_PATH, INSTALL_KID, LOCAL_3LO, LOCAL_FORGE, LOCAL_TENANT
+from devstack.events import NEVER_ISSUED_STATE, build_events
 from devstack.keys import forge_invocation_key, forge_kid
 from devstack.sim import Simulator, fingerprint, make_handler
 from devstack.stack import function_env
@@ -282,3 +287,116 @@ def test_the_forge_sample_events_carry_what_forge_sends_and_a_fit_of_the_local_k
         assert "x-forge-oauth-user" not in event["headers"], "no user in session for events and triggers"
         assert event["requestContext"]["authorizer"]["lambda"]["accountId"] == ""
     assert json.loads(delivered["body"])["eventType"] == "avi:jira:created:issue"
+
+
+# --- 3LO ----------------------------------------------------------------------------------------------------------
+
+
+def three_legged_client(running: Running, secret: str = LOCAL_3LO.client_secret) -> AtlassianOAuth:
+    """The library's 3LO client as the functions build it from the local configuration (loopback addresses)."""
+    return AtlassianOAuth(
+        auth_url=running.url + ACCOUNTS_PATH,
+        api_url=running.url + ACCOUNTS_PATH,
+        client_id=LOCAL_3LO.client_id,
+        client_secret=lambda: secret,
+        session=loopback_session(),
+    )
+
+
+def consented_code(running: Running) -> str:
+    """The browser at the simulated consent page: approved at once, sent back to the app's callback."""
+    client = three_legged_client(running)
+    location = client.authorize_url(
+        redirect_uri=running.app.base_url + CALLBACK_PATH, scopes=LOCAL_3LO.scopes.split(), state="s" * 43
+    )
+    assert location.startswith(running.url + ACCOUNTS_PATH + "/authorize?")
+    with loopback_session() as session:
+        answer = session.get(location, allow_redirects=False, timeout=30)
+    assert answer.status_code == 302, answer.text
+    back = answer.headers["Location"]
+    assert back.startswith(running.app.base_url + CALLBACK_PATH + "?"), "the registered callback, nothing else"
+    query = parse_qs(urlsplit(back).query)
+    assert query["state"] == ["s" * 43]
+    return query["code"][0]
+
+
+def test_the_3lo_side_serves_the_local_user_and_site_under_its_prefix_to_the_librarys_client(running: Running):
+    client = three_legged_client(running)
+    redirect_uri = running.app.base_url + CALLBACK_PATH
+    code = consented_code(running)
+    pair = client.exchange_code(code, redirect_uri=redirect_uri)
+    assert pair.refresh_token is not None, "offline_access: a refresh token"
+    assert set(LOCAL_3LO.scopes.split()) < set(pair.scopes)
+    assert client.identity(pair.access_token).account_id == LOCAL_TENANT.account_id
+    [site] = client.sites(pair.access_token)
+    assert (site.cloud_id, site.url, site.name) == (LOCAL_FORGE.cloud_id, running.url, LOCAL_3LO.site_name)
+    with pytest.raises(InvalidCodeError):
+        client.exchange_code(code, redirect_uri=redirect_uri)  # a code is single-use
+    rotated = client.refresh(pair.refresh_token)
+    assert rotated.refresh_token not in (None, pair.refresh_token), "the refresh token rotates"
+    myself = "/rest/api/3/myself"
+    as_3lo = running.get(f"{ACCOUNTS_PATH}{FORGE_API}{myself}", Authorization=f"Bearer {rotated.access_token}")
+    assert (as_3lo.status_code, as_3lo.json()["accountId"]) == (200, LOCAL_TENANT.account_id)
+    at_root = running.get(f"{FORGE_API}{myself}", Authorization=f"Bearer {rotated.access_token}")
+    assert at_root.status_code == 401, "the root's /ex/jira/<cloudId> is the Forge product API: no 3LO token there"
+    status = running.get("/status").json()["three_legged"]
+    assert status["api"][-1] == {
+        "path": f"{FORGE_API}{myself}",
+        "status": 200,
+        "as": LOCAL_TENANT.account_id,
+        "newest": True,
+    }
+    assert status["token_requests"]["refresh_token"] >= 1
+    assert status["reuse_detected"] == 0
+    shown = json.dumps(status)
+    for secret in (code, pair.access_token, pair.refresh_token, rotated.access_token, LOCAL_3LO.client_secret):
+        assert secret not in shown
+    assert THREE_LEGGED_PREFIX not in shown
+
+
+def test_the_3lo_side_refuses_another_client_secret_and_another_redirect_uri(running: Running):
+    with pytest.raises(ClientRefusedError):
+        three_legged_client(running, secret="not-the-local-client-secret").exchange_code(
+            consented_code(running), redirect_uri=running.app.base_url + CALLBACK_PATH
+        )
+    location = three_legged_client(running).authorize_url(
+        redirect_uri="https://attacker.example/oauth/callback", scopes=["read:me"], state="s" * 43
+    )
+    with loopback_session() as session:
+        assert session.get(location, allow_redirects=False, timeout=30).status_code == 400
+
+
+def test_the_token_delay_control_holds_token_answers_and_is_bounded(running: Running):
+    try:
+        assert running.post("/_sim/3lo/token-delay", {"seconds": 0.2}) == {"tokenDelay": 0.2}
+        assert running.get("/status").json()["three_legged"]["token_delay"] == 0.2
+        assert running.sim.accounts.delay == 0.2
+    finally:
+        assert running.post("/_sim/3lo/token-delay", {"seconds": 0}) == {"tokenDelay": 0.0}
+    with loopback_session() as session:
+        for body in ({}, {"seconds": -1}, {"seconds": 6}, {"seconds": True}, {"seconds": "1"}):
+            answer = session.post(running.url + "/_sim/3lo/token-delay", json=body, timeout=30)
+            assert answer.status_code == 400, body
+    assert running.sim.accounts.delay == 0
+
+
+def test_the_3lo_sample_events_are_what_api_gateway_sends_for_the_routes():
+    events = build_events()
+    authorize, callback = events["oauth-authorize.json"], events["oauth-callback.json"]
+    assert (authorize["routeKey"], authorize["rawPath"]) == ("GET /oauth/authorize", "/oauth/authorize")
+    assert "authorizer" not in authorize["requestContext"], "the consent flow is a public route"
+    assert callback["rawQueryString"].startswith(f"state={NEVER_ISSUED_STATE}&code=")
+    [cookie] = callback["cookies"]
+    assert cookie.startswith("__Host-oauth_state="), "payload 2.0 carries cookies in the event's list"
+    for name, route in (
+        ("integration-myself.json", "GET /api/integration/myself"),
+        ("integration-grant.json", "DELETE /api/integration/grant"),
+    ):
+        event = events[name]
+        assert event["routeKey"] == route
+        context = event["requestContext"]["authorizer"]["lambda"]
+        assert (context["tokenKind"], context["clientKey"], context["accountId"]) == (
+            "context",
+            LOCAL_TENANT.client_key,
+            LOCAL_TENANT.account_id,
+        )

@@ -216,7 +216,8 @@ def assert_each_got_its_own_users_token(oauth: FakeAuthorizationServer, outcomes
 @dataclass(frozen=True)
 class GrantSetup:
     """Requesters of one 3LO grant's access token: each its own ``GrantStore`` (its own lease owner) and its own
-    client of the fake Atlassian (picklable, for other processes)."""
+    client of the fake Atlassian (picklable, for other processes). ``app_key``: the app whose grants these are (the
+    tokens are sealed under it: another app's store cannot open them)."""
 
     endpoint: str
     grants_table: str
@@ -227,6 +228,7 @@ class GrantSetup:
     wait_seconds: float = 15.0
     poll_seconds: float = 0.05
     lease_seconds: float = 10.0
+    app_key: str = APP_KEY
 
     def clients(self) -> tuple[Any, Any]:
         return aws_clients(self.endpoint)
@@ -243,7 +245,7 @@ class GrantSetup:
         return GrantStore(
             table_name=self.grants_table,
             key_id=self.key_arn,
-            app_key=APP_KEY,
+            app_key=self.app_key,
             atlassian=lambda: atlassian,
             dynamodb=dynamodb,
             kms=kms,

@@ -13,7 +13,8 @@ Written from Atlassian's documentation, independently of ``connect_lambda``, and
   grant is revoked (``invalid_grant`` from then on), recorded in ``reuse_detected``. A wrong client secret is 401
   ``invalid_client``.
 * ``GET /me``, ``GET /oauth/token/accessible-resources``, ``GET /ex/{product}/{cloudId}/rest/api/3/myself``: a valid,
-  unexpired, unrevoked access token; the site must be one the grant covers.
+  unexpired, unrevoked access token; the site must be one the grant covers. Each call is recorded in ``api_calls``:
+  the path, the status, whose token it carried and whether that token was its grant's newest (never the token).
 
 Every token, code and secret it issues or receives is registered with the kit's leak check. ``token_requests``
 counts token-endpoint calls (by grant type); ``delay`` holds each token answer so that concurrent refreshers overlap.
@@ -40,6 +41,8 @@ CLIENT_ID = "3lo-sample-client-0123456789abcdef"
 CLIENT_SECRET = "3lo-client-secret-" + "s" * 24
 CODE_SECONDS = 60
 REUSE_INTERVAL_SECONDS = 600
+TOKEN_PREFIX = "fake-3lo-"
+"""Every code and token the fake mints starts so: a tool can prove none is kept or logged in the clear."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,19 @@ class Family:
     refresh_tokens: list[str] = field(default_factory=list)
     rotated_at: dict[str, float] = field(default_factory=dict)  # refresh token -> when it was rotated away
     revoked: bool = False
+    newest_access: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiCall:
+    """A call to the API gateway, as the fake saw it: ``account_id`` is whose valid access token it carried (None:
+    none), ``newest`` whether that token was the newest its grant was issued (an older one still works until it
+    expires, as Atlassian's do)."""
+
+    path: str
+    status: int
+    account_id: str | None
+    newest: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +130,7 @@ class FakeAtlassianAccounts(LoopbackServer):
         self.code_replays = 0
         self.authorize_requests: list[dict[str, str]] = []
         self.api_requests: Counter[str] = Counter()
+        self.api_calls: list[ApiCall] = []
         self.on_token_answer: Callable[[dict[str, Any]], None] | None = None
         self._decline_next = 0
         self._fail_next: list[tuple[int, dict[str, Any]]] = []
@@ -169,7 +186,7 @@ class FakeAtlassianAccounts(LoopbackServer):
 
     # --- the protocol ---------------------------------------------------------------------------------------------
     def _mint(self, kind: str) -> str:
-        return register_secret(f"fake-3lo-{kind}-{next(self._serial)}-{secrets.token_urlsafe(24)}")
+        return register_secret(f"{TOKEN_PREFIX}{kind}-{next(self._serial)}-{secrets.token_urlsafe(24)}")
 
     def _authorize(self, query: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
         with self._lock:
@@ -258,6 +275,7 @@ class FakeAtlassianAccounts(LoopbackServer):
         if family.refresh_tokens:
             family.rotated_at.setdefault(family.refresh_tokens[-1], now)
         family.refresh_tokens.append(refresh)
+        family.newest_access = access
         self._families[refresh] = family
         self._access[access] = _Access(family, now + self.expires_in)
         answer = {
@@ -271,18 +289,26 @@ class FakeAtlassianAccounts(LoopbackServer):
             self.on_token_answer(answer)
         return answer
 
-    def _user_of(self, authorization: str | None) -> Family | None:
+    def _user_of(self, authorization: str | None) -> tuple[Family, bool] | None:
+        """The grant of a valid access token, and whether it is the grant's newest."""
         token = (authorization or "").removeprefix("Bearer ")
         with self._lock:
             entry = self._access.get(token)
             if entry is None or entry.expires_at <= self.clock() or entry.family.revoked:
                 return None
-            return entry.family
+            return entry.family, token == entry.family.newest_access
 
     def _api(self, path: str, authorization: str | None) -> tuple[int, Any]:
-        family = self._user_of(authorization)
+        found = self._user_of(authorization)
+        status, answer = self._api_answer(path, found[0] if found else None)
         with self._lock:
             self.api_requests[path] += 1
+            self.api_calls.append(
+                ApiCall(path, status, found[0].user.account_id if found else None, found is not None and found[1])
+            )
+        return status, answer
+
+    def _api_answer(self, path: str, family: Family | None) -> tuple[int, Any]:
         if family is None:
             return 401, {"code": 401, "message": "Unauthorized"}
         user = family.user
