@@ -3,8 +3,9 @@
 The AWS side is a moto server (``ThreadedMotoServer`` on loopback) provisioned from template.yaml by
 ``devstack.aws.provision`` (the KMS key and every table); Atlassian is devstack's simulator (install-key CDN,
 OAuth server, product API) on loopback. Events are ``events/*.json`` as ``devstack.events.build_events`` signs them
-for now, for the local test tenant; the only change is the installed callback's ``baseUrl``, pointed at the
-simulator so that the context API can reach the tenant's product (the body is not covered by the install token).
+for now, for the local test tenant; the only changes point them at the loopback simulator: the installed callback's
+``baseUrl`` (so that the context API reaches the tenant's product; the body is not covered by the install token)
+and the Forge FITs' ``apiBaseUrl`` (so that the Forge function reads the issue and the user from it).
 Each function runs in its own process (bench/child_run.py), so its peak memory is its own.
 """
 
@@ -39,13 +40,17 @@ FUNCTION_EVENTS: dict[str, tuple[str, ...]] = {
         "authorizer-webhook.json",
         "authorizer-context-api.json",
         "authorizer-enabled.json",
-        "authorizer-forge.json",
+        "authorizer-forge-hello.json",
         "forged:authorizer-page.json",  # a refusal too, so that the denial path counts as used
     ),
     "page": ("page.json",),
-    # not the scheduled trigger: its sample handler answers 500 today (once() calls work(delivery=...), the sample's
-    # lambda names its parameter 'record'); the event below carries the system token, so that path runs anyway
-    "forge": ("forge-events.json", "forge-events-retry.json"),
+    # a resolver call as the user, an issue created (read back as the app) and Forge's retry of that delivery
+    # (answered from its record), the hourly trigger (its system token kept)
+    "forge": ("forge-hello.json", "forge-events.json", "forge-events.json", "forge-scheduled.json"),
+    # the consent's start (302 to Atlassian, a state stored) and a callback with a state never issued (400 page)
+    "oauth": ("oauth-authorize.json", "oauth-callback.json"),
+    # the sample integration for a user who never granted (403 grant_missing), and that user's revoke (nothing to)
+    "integration": ("integration-myself.json", "integration-grant.json"),
     "webhook": ("webhook.json",),
     "context_api": ("context-api.json",),
     "token_refresher": ("token-refresher.json",),
@@ -54,7 +59,9 @@ EXPECTED = {
     "lifecycle": [204, 204],
     "descriptor": [200],
     "authorizer": ["allowed", "allowed", "allowed", "allowed", "allowed", "denied"],
-    "forge": [200, 200],
+    "forge": [200, 200, 200, 200],
+    "oauth": [302, 400],
+    "integration": [403, 200],
     "page": [200],
     "webhook": [200],
     "context_api": [200],
@@ -74,12 +81,11 @@ class LocalWorld:
     sim_url: str
     resources: dict[str, str]
     events: dict[str, dict[str, Any]]
-    forge_jwks_url: str = ""
 
     def env(self) -> dict[str, str]:
-        from connect_lambda.testing.forge import APP_ARI  # noqa: PLC0415
+        from devstack.config import ACCOUNTS_PATH, APP_BASE_URL, APP_KEY, LOCAL_3LO, LOCAL_FORGE  # noqa: PLC0415
 
-        from devstack.config import APP_BASE_URL, APP_KEY  # noqa: PLC0415
+        sim_port = self.sim_url.rsplit(":", 1)[1]
 
         return python_env(
             APP_KEY=APP_KEY,
@@ -94,8 +100,15 @@ class LocalWorld:
             POWERTOOLS_TRACE_DISABLED="true",
             POWERTOOLS_METRICS_NAMESPACE="ConnectLambda",
             POWERTOOLS_LOG_LEVEL="INFO",
-            FORGE_APP_ID=APP_ARI,
-            FORGE_JWKS_URL=self.forge_jwks_url,
+            FORGE_APP_ID=LOCAL_FORGE.app_id,
+            FORGE_JWKS_URL=f"{self.sim_url}/.well-known/jwks.json",
+            FORGE_API_HOSTS=self.sim_url,
+            OAUTH_CLIENT_ID=LOCAL_3LO.client_id,
+            OAUTH_CLIENT_SECRET_PARAMETER=LOCAL_3LO.secret_parameter,
+            OAUTH_SCOPES=LOCAL_3LO.scopes,
+            ATLASSIAN_AUTH_URL=self.sim_url + ACCOUNTS_PATH,
+            # by name: the product client sends 3LO tokens to no IP literal
+            ATLASSIAN_API_URL=f"http://localhost:{sim_port}{ACCOUNTS_PATH}",
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
             **self.resources,
@@ -120,57 +133,6 @@ class LocalWorld:
                     ":now": {"N": str(now)},
                 },
             )
-
-
-FORGE_FIT_LIFETIME = 240
-"""Seconds the sample FITs live (Forge's live 25 s): the functions run one after another for longer than that."""
-
-
-def forge_events(now: float) -> dict[str, dict[str, Any]]:
-    """A Forge product event and Forge's retry of it (both with the app's system token), as they reach the forge
-    function behind the authorizer, and the authorizer's own event for a FIT (devstack signs no Forge events)."""
-    from connect_lambda.testing.events import authorizer_event, http_event  # noqa: PLC0415
-    from connect_lambda.testing.forge import (  # noqa: PLC0415
-        API_BASE_URL,
-        CLOUD_ID,
-        INSTALLATION_ARI,
-        fit,
-        fit_claims,
-        forge_oauth_token,
-    )
-
-    issued = int(now)
-    token = fit(fit_claims(now=issued, exp=issued + FORGE_FIT_LIFETIME, principal=None))
-    context = {
-        "tokenKind": "forge",
-        "installationId": INSTALLATION_ARI,
-        "apiBaseUrl": API_BASE_URL,
-        "accountId": "",
-        "cloudId": CLOUD_ID,
-        "clientKey": "",
-        "issuedAt": issued,
-        "transport": "bearer",
-    }
-    bearer = {"authorization": f"Bearer {token}"}
-    system = forge_oauth_token("system", expires_at=now + 3 * 3600, subject="app-bot")
-    issue_event = {"eventType": "avi:jira:created:issue", "issue": {"id": "10001", "key": "DEMO-1"}, "timestamp": 1}
-    return {
-        "authorizer-forge.json": authorizer_event("POST", "/forge/events", headers=bearer),
-        "forge-events.json": http_event(
-            "POST",
-            "/forge/events",
-            headers={**bearer, "x-forge-oauth-system": system},
-            body=issue_event,
-            authorizer_context=context,
-        ),
-        "forge-events-retry.json": http_event(  # Forge's retry of the same delivery: answered from the record
-            "POST",
-            "/forge/events",
-            headers={**bearer, "x-forge-oauth-system": system},
-            body={**issue_event, "retryContext": {"retryCount": 1, "retryReason": "TIMEOUT"}},
-            authorizer_context=context,
-        ),
-    }
 
 
 def _forged(event: dict[str, Any]) -> dict[str, Any]:
@@ -210,14 +172,12 @@ def counting_scans() -> Iterator[None]:
 def local_world() -> Iterator[LocalWorld]:
     from dataclasses import dataclass as _dataclass  # noqa: PLC0415
 
-    from connect_lambda.testing.atlassian.forge_jwks import FakeForgeJwks  # noqa: PLC0415
     from connect_lambda.testing.aws import atomic_item_writes, aws_environment  # noqa: PLC0415
-    from connect_lambda.testing.forge import jwks  # noqa: PLC0415
     from moto.server import ThreadedMotoServer  # noqa: PLC0415
 
     from devstack.aws import provision  # noqa: PLC0415
-    from devstack.config import LOCAL_TENANT, LocalTenant  # noqa: PLC0415
-    from devstack.events import build_events  # noqa: PLC0415
+    from devstack.config import LOCAL_FORGE, LOCAL_TENANT, LocalTenant  # noqa: PLC0415
+    from devstack.events import build_events, forge_events  # noqa: PLC0415
     from devstack.sim import Simulator, make_handler  # noqa: PLC0415
 
     @_dataclass(frozen=True)
@@ -229,8 +189,7 @@ def local_world() -> Iterator[LocalWorld]:
             return self.url
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request otherwise
-    with aws_environment(), atomic_item_writes(), counting_scans(), FakeForgeJwks() as forge_cdn:
-        forge_cdn.serve_keys(jwks())
+    with aws_environment(), atomic_item_writes(), counting_scans():
         moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
         moto.start()
         sim = Simulator((), oauth_audience="")
@@ -259,14 +218,9 @@ def local_world() -> Iterator[LocalWorld]:
                 authorization = events[f"authorizer-{name}.json"]["headers"]["authorization"]
                 events[f"lifecycle-{name}.json"]["headers"].setdefault("authorization", authorization)
             events["forged:authorizer-page.json"] = _forged(events["authorizer-page.json"])
-            events.update(forge_events(time.time()))
-            yield LocalWorld(
-                endpoint=endpoint,
-                sim_url=sim_url,
-                resources=provision(endpoint),
-                events=events,
-                forge_jwks_url=forge_cdn.url(),
-            )
+            # the Forge events as the local stack's, their installation's product API the loopback simulator
+            events.update(forge_events(time.time(), api_base_url=f"{sim_url}/ex/jira/{LOCAL_FORGE.cloud_id}"))
+            yield LocalWorld(endpoint=endpoint, sim_url=sim_url, resources=provision(endpoint), events=events)
         finally:
             server.shutdown()
             server.server_close()

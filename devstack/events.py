@@ -142,12 +142,12 @@ def _context(kind: str, now: float, user: bool = True) -> dict[str, Any]:
     }
 
 
-def _forge_context(now: float, *, user: bool) -> dict[str, Any]:
+def _forge_context(now: float, *, user: bool, api_base_url: str) -> dict[str, Any]:
     """What the authorizer answers for a local FIT (the installation mapped to the local test tenant)."""
     return {
         "tokenKind": "forge",
         "installationId": LOCAL_FORGE.installation_id,
-        "apiBaseUrl": LOCAL_FORGE.api_base_url,
+        "apiBaseUrl": api_base_url,
         "accountId": LOCAL_TENANT.account_id if user else "",
         "cloudId": LOCAL_FORGE.cloud_id,
         "clientKey": LOCAL_TENANT.client_key,
@@ -156,9 +156,11 @@ def _forge_context(now: float, *, user: bool) -> dict[str, Any]:
     }
 
 
-def forge_events(now: float) -> dict[str, dict[str, Any]]:
+def forge_events(now: float, api_base_url: str | None = None) -> dict[str, dict[str, Any]]:
+    """The Forge sample events; ``api_base_url`` (the FITs' ``app.apiBaseUrl``) defaults to the local stack's."""
+    api = api_base_url or LOCAL_FORGE.api_base_url
     json_headers = {"content-type": "application/json"}
-    hello = forge_side.invocation_headers(now=now, fit_lifetime=forge_side.EVENT_FIT_SECONDS)
+    hello = forge_side.invocation_headers(now=now, fit_lifetime=forge_side.EVENT_FIT_SECONDS, api_base_url=api)
     events = {
         "authorizer-forge-hello.json": authorizer_event(
             "POST /forge/hello", "/forge/hello", now=now, headers={**json_headers, **hello}
@@ -169,7 +171,7 @@ def forge_events(now: float) -> dict[str, dict[str, Any]]:
             now=now,
             headers={**json_headers, **hello},
             body=json.dumps({"from": "events/forge-hello.json"}),
-            authorizer=_forge_context(now, user=True),
+            authorizer=_forge_context(now, user=True, api_base_url=api),
         ),
     }
     for name, body, lifetime in (
@@ -178,7 +180,7 @@ def forge_events(now: float) -> dict[str, dict[str, Any]]:
     ):
         system = forge_side.oauth_token("system", lifetime=lifetime, now=now)
         headers = forge_side.invocation_headers(
-            principal=False, module_key=f"forge-{name}", system_token=system, now=now
+            principal=False, module_key=f"forge-{name}", system_token=system, now=now, api_base_url=api
         )
         events[f"forge-{name}.json"] = http_event(
             f"POST /forge/{name}",
@@ -186,7 +188,7 @@ def forge_events(now: float) -> dict[str, dict[str, Any]]:
             now=now,
             headers={**json_headers, **headers},
             body=json.dumps(body),
-            authorizer=_forge_context(now, user=False),
+            authorizer=_forge_context(now, user=False, api_base_url=api),
         )
     return events
 

@@ -34,12 +34,18 @@ EVENT_FIT_SECONDS = 180
 
 
 def invocation_token(
-    *, principal: bool, module_key: str = "forge-hello", now: float | None = None, lifetime: int = kit.LIFETIME
+    *,
+    principal: bool,
+    module_key: str = "forge-hello",
+    now: float | None = None,
+    lifetime: int = kit.LIFETIME,
+    api_base_url: str | None = None,
 ) -> str:
     """A FIT for the local installation, issued ``now``: a UI module's call with the invoking user and the site when
-    ``principal``, else a backend one (an event, a trigger)."""
+    ``principal``, else a backend one (an event, a trigger). ``api_base_url`` replaces the local stack's product API
+    (a simulator on another address: the benchmarks run one on loopback)."""
     issued = int(time.time() if now is None else now)
-    api = LOCAL_FORGE.api_base_url
+    api = api_base_url or LOCAL_FORGE.api_base_url
     app = kit.app_claims(
         installationId=LOCAL_FORGE.installation_id,
         apiBaseUrl=api,
@@ -80,12 +86,15 @@ def invocation_headers(
     system_token: str | None = None,
     now: float | None = None,
     fit_lifetime: int = kit.LIFETIME,
+    api_base_url: str | None = None,
 ) -> dict[str, str]:
     """The headers Forge adds to a call to a remote: the FIT, the tokens the endpoint's ``auth`` enables (a user
     token only with a user in session), and the trace ids."""
     headers = {
         "authorization": "Bearer "
-        + invocation_token(principal=principal, module_key=module_key, now=now, lifetime=fit_lifetime),
+        + invocation_token(
+            principal=principal, module_key=module_key, now=now, lifetime=fit_lifetime, api_base_url=api_base_url
+        ),
         "x-b3-traceid": secrets.token_hex(16),
         "x-b3-spanid": secrets.token_hex(8),
     }

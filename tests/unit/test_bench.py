@@ -37,3 +37,7 @@ def test_the_quick_bench_runs_every_section_and_prints_its_rows() -> None:
         for row in mine:
             assert row[2], f"section {section} printed an empty figure: {row}"
             assert row[6] != "FAILED", f"section {section} failed to measure: {row}\n{completed.stderr[-4000:]}"
+    # every function runs on its sample events and answers them as a stack would (sections 2 and 6 measure that run:
+    # a function answering 503 would be measured on its error path)
+    assert "no sample event" not in completed.stdout, completed.stdout
+    assert "NOT as expected" not in completed.stdout, completed.stdout
