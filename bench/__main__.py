@@ -120,7 +120,7 @@ def write_results(
         "",
         f"`.venv/bin/python -m bench{' --quick' if options.quick else ''} --results` (`make bench` prints the same "
         "table without writing this file). Every ratio is against a baseline measured in the same run; budgets are "
-        "from issue 6.",
+        "from issues 6 and 13.",
         "",
         f"- date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {info['architecture']}, {info['cpu']}, {info['cores']} cores, Linux {info['kernel']}",
