@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -75,3 +75,19 @@ class AwsClients:
 
             self._kms = boto3.client("kms")
         return self._kms
+
+    def items_by_index(
+        self, table: str, index: str, attribute: str, value: str, *, action: str
+    ) -> list[dict[str, Any]]:
+        """The items whose string ``attribute`` equals ``value``, from a secondary index (a Query, never a Scan),
+        at most 25: an index of ours names one site or one tenant, which has a handful of items."""
+        with aws_call(action):
+            response = self.dynamodb.query(
+                TableName=table,
+                IndexName=index,
+                KeyConditionExpression="#key = :value",
+                ExpressionAttributeNames={"#key": attribute},
+                ExpressionAttributeValues={":value": {"S": value}},
+                Limit=25,
+            )
+        return [dict(item) for item in response.get("Items", [])]

@@ -155,15 +155,10 @@ class InstallationStore(AwsClients):
 
     def for_tenant(self, client_key: str) -> list[Installation]:
         """The installations mapped to a Connect tenant (its index: a Query)."""
-        with aws_call("finding the tenant's installations"):
-            response = self.dynamodb.query(
-                TableName=self._table,
-                IndexName=CLIENT_KEY_INDEX,
-                KeyConditionExpression="clientKey = :client",
-                ExpressionAttributeValues={":client": {"S": client_key}},
-                Limit=25,
-            )
-        return [_installation(dict(item)) for item in response.get("Items", [])]
+        items = self.items_by_index(
+            self._table, CLIENT_KEY_INDEX, "clientKey", client_key, action="finding the tenant's installations"
+        )
+        return [_installation(item) for item in items]
 
     def system_token(self, installation_id: str) -> SystemToken | None:
         """The cached system token, if one is stored and still good for a minute; opened under its installation."""

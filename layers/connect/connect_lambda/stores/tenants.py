@@ -246,15 +246,10 @@ class TenantStore(AwsClients):
 
     def find_by_base_url(self, base_url: str) -> Sequence[Tenant]:
         """The tenants (installed or not, without secrets) recorded at one site URL, from its index."""
-        with aws_call("finding tenants by base URL"):
-            response = self.dynamodb.query(
-                TableName=self._table,
-                IndexName=BASE_URL_INDEX,
-                KeyConditionExpression="baseUrl = :url",
-                ExpressionAttributeValues={":url": {"S": base_url}},
-                Limit=25,
-            )
-        return [tenant_from_item(dict(item)) for item in response.get("Items", [])]
+        items = self.items_by_index(
+            self._table, BASE_URL_INDEX, "baseUrl", base_url, action="finding tenants by base URL"
+        )
+        return [tenant_from_item(item) for item in items]
 
     def installed_tenants(self, *, page_size: int = 100, cursor: str | None = None) -> TenantPage:
         """One page of the installed tenants (enabled or disabled, without secrets), in clientKey order."""
