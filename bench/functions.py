@@ -177,7 +177,7 @@ def local_world() -> Iterator[LocalWorld]:
 
     from devstack.aws import provision  # noqa: PLC0415
     from devstack.config import LOCAL_FORGE, LOCAL_TENANT, LocalTenant  # noqa: PLC0415
-    from devstack.events import build_events, forge_events  # noqa: PLC0415
+    from devstack.events import build_events  # noqa: PLC0415
     from devstack.sim import Simulator, make_handler  # noqa: PLC0415
 
     @_dataclass(frozen=True)
@@ -207,7 +207,8 @@ def local_world() -> Iterator[LocalWorld]:
             sim.tenants = {tenant.client_key: tenant}
             sim.by_oauth_client = {tenant.oauth_client_id: tenant}
             sim.oauth_audience = sim_url
-            events = build_events()
+            # the Forge events as the local stack's, their installation's product API the loopback simulator
+            events = build_events(forge_api_base_url=f"{sim_url}/ex/jira/{LOCAL_FORGE.cloud_id}")
             for name, event in events.items():
                 if name.startswith("lifecycle-"):  # the tenant's site is the simulator
                     body = json.loads(event["body"])
@@ -218,8 +219,6 @@ def local_world() -> Iterator[LocalWorld]:
                 authorization = events[f"authorizer-{name}.json"]["headers"]["authorization"]
                 events[f"lifecycle-{name}.json"]["headers"].setdefault("authorization", authorization)
             events["forged:authorizer-page.json"] = _forged(events["authorizer-page.json"])
-            # the Forge events as the local stack's, their installation's product API the loopback simulator
-            events.update(forge_events(time.time(), api_base_url=f"{sim_url}/ex/jira/{LOCAL_FORGE.cloud_id}"))
             yield LocalWorld(endpoint=endpoint, sim_url=sim_url, resources=provision(endpoint), events=events)
         finally:
             server.shutdown()

@@ -217,7 +217,8 @@ def three_legged_events(now: float) -> dict[str, dict[str, Any]]:
     }
 
 
-def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
+def build_events(now: float | None = None, forge_api_base_url: str | None = None) -> dict[str, dict[str, Any]]:
+    """Every sample event, signed for ``now``; ``forge_api_base_url`` as in :func:`forge_events`."""
     now = time.time() if now is None else now
     json_headers = {"content-type": "application/json"}
     events: dict[str, dict[str, Any]] = {}
@@ -289,7 +290,7 @@ def build_events(now: float | None = None) -> dict[str, dict[str, Any]]:
         "resources": [f"arn:aws:events:us-east-1:{ACCOUNT}:rule/connect-lambda-TokenRefresherEvery5Minutes"],
         "detail": {},
     }
-    events.update(forge_events(now))
+    events.update(forge_events(now, forge_api_base_url))
     events.update(three_legged_events(now))
     return events
 
