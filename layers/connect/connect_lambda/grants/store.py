@@ -63,7 +63,7 @@ from connect_lambda.grants.atlassian import (
 )
 from connect_lambda.protocol.urls import normalise_tenant_base_url
 from connect_lambda.stores.aws import AwsClients, is_condition_failure, unavailable
-from connect_lambda.stores.due import due_items
+from connect_lambda.stores.due import due_items, slot
 from connect_lambda.stores.sealing import SealedValueUnreadableError, Sealer
 
 if TYPE_CHECKING:
@@ -110,7 +110,7 @@ def grant_key(account_id: str) -> str:
 
 
 def due_bucket(at: float) -> int:
-    return int(at) // BUCKET_SECONDS
+    return slot(at, BUCKET_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,12 @@ DUE_INDEX = "due-index"
 PAGE_SIZE = 100
 
 
+def slot(at: float, bucket_seconds: int) -> int:
+    """The ``dueBucket`` of an item due at ``at``: the stores that write the index and :func:`due_items` that reads
+    it must agree on it, so both use this."""
+    return int(at) // bucket_seconds
+
+
 def due_items(
     dynamodb: DynamoDBClient,
     *,
@@ -35,7 +41,7 @@ def due_items(
 ) -> Iterator[dict[str, Any]]:
     """Index items due before ``now + horizon`` (back to ``lookback``), oldest slot first, at most ``limit``."""
     until = int(now + horizon_seconds)
-    first, last = int(now - lookback_seconds) // bucket_seconds, until // bucket_seconds
+    first, last = slot(now - lookback_seconds, bucket_seconds), slot(until, bucket_seconds)
     remaining = limit
     for bucket in range(first, last + 1):
         start_key: dict[str, Any] | None = None

@@ -26,7 +26,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from connect_lambda.product.oauth import AccessToken, TokenExchange, normalise_scopes
 from connect_lambda.stores.aws import AwsClients, error_code, is_condition_failure, unavailable
-from connect_lambda.stores.due import due_items
+from connect_lambda.stores.due import due_items, slot
 from connect_lambda.stores.sealing import SealedValueUnreadableError, Sealer
 from connect_lambda.tenancy.tenant import Tenant
 
@@ -47,7 +47,7 @@ def token_key(client_key: str, account_id: str, scopes: tuple[str, ...]) -> str:
 
 
 def due_bucket(expires_at: float) -> int:
-    return int(expires_at) // BUCKET_SECONDS
+    return slot(expires_at, BUCKET_SECONDS)
 
 
 @dataclass(frozen=True, slots=True)
