@@ -29,10 +29,13 @@ from connect_lambda.testing.forge import (
     jwk,
     jwks,
 )
-from connect_lambda.testing.tokens import NOW, FakeClock, b64url, b64url_decode
+from connect_lambda.testing.tokens import NOW, FakeClock, b64url
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.token_fuzz import COMPACT, HUGE_INTEGERS, json_segment, same_token_bytes
+from tests.token_fuzz import mutations as token_mutations
 
 FUZZ = settings(
     derandomize=True,
@@ -43,8 +46,6 @@ FUZZ = settings(
 )
 SIGNED = settings(FUZZ, max_examples=300)  # each example signs with RSA: fewer of them
 
-_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 VALID_FIT = fit()
 
 
@@ -70,9 +71,8 @@ def verifies(verifier: InvocationTokenVerifier, token: Any) -> bool:
 # strategies -------------------------------------------------------------------------------------------------------
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
-huge_integers = st.sampled_from([10**400, -(10**400), 2**63, -(2**63), 2**1024])
 json_values = st.recursive(
-    json_scalars | huge_integers,
+    json_scalars | HUGE_INTEGERS,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=8,
 )
@@ -81,45 +81,17 @@ alg_values = st.sampled_from(["RS256", "none", "HS256", "RS512", "PS256", "ES256
 kid_values = st.sampled_from([KID, "", "k" * 257, "a b", "other"]) | json_values
 
 
-def json_segment(value: Any) -> str:
-    return b64url(json.dumps(value, allow_nan=True))
-
-
 @st.composite
-def mutations(draw: st.DrawFn, original: str) -> str:
-    """The original token with one corruption: flip, insert, delete, swap, truncate, or a re-encoded header."""
-    operation = draw(st.sampled_from(["flip", "insert", "delete", "swap", "truncate", "header"]))
-    header, payload, signature = original.split(".")
-    if operation == "flip":
-        index = draw(st.integers(0, len(original) - 1))
-        replacement = draw(st.sampled_from(_B64URL + ".=+/ %\x00é") | st.characters())
-        return original[:index] + replacement + original[index + 1 :]
-    if operation == "insert":
-        index = draw(st.integers(0, len(original)))
-        return original[:index] + draw(st.text(min_size=1, max_size=4)) + original[index:]
-    if operation == "delete":
-        start = draw(st.integers(0, len(original) - 1))
-        return original[:start] + original[start + draw(st.integers(1, 8)) :]
-    if operation == "swap":
-        order = draw(st.permutations([header, payload, signature]).filter(lambda p: p != [header, payload, signature]))
-        return ".".join(order)
-    if operation == "truncate":
-        return original[: draw(st.integers(0, len(original) - 1))]
+def fit_headers(draw: st.DrawFn) -> dict[str, Any]:
+    """A FIT header as an attacker re-encodes it: any ``alg`` and ``kid``, maybe an extension parameter."""
     new_header: dict[str, Any] = {"alg": draw(alg_values), "kid": draw(kid_values)}
     if draw(st.booleans()):
         new_header[draw(st.sampled_from(["crit", "b64", "jku", "jwk", "x5u", "zip", "cty", "typ"]))] = draw(json_values)
-    return f"{json_segment(new_header)}.{payload}.{signature}"
+    return new_header
 
 
-def same_token_bytes(candidate: str, original: str) -> bool:
-    """The original with its signature's last character re-spelled to decode to the same bytes (not a forgery)."""
-    parts, reference = candidate.split("."), original.split(".")
-    if len(parts) != 3 or parts[:2] != reference[:2]:
-        return False
-    try:
-        return b64url_decode(parts[2]) == b64url_decode(reference[2])
-    except ValueError:
-        return False
+def mutations(original: str) -> st.SearchStrategy[str]:
+    return token_mutations(original, headers=fit_headers())
 
 
 # tokens -----------------------------------------------------------------------------------------------------------
@@ -238,7 +210,7 @@ def test_bearer_extraction_yields_one_compact_token_or_a_typed_refusal(headers, 
     except AuthenticationError:
         return
     assert len(token) <= MAX_TOKEN_LENGTH
-    assert _COMPACT.fullmatch(token)
+    assert COMPACT.fullmatch(token)
 
 
 # the JWKS ---------------------------------------------------------------------------------------------------------

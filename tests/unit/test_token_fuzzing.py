@@ -7,8 +7,6 @@ and fails the property by itself: an untyped error on an authentication path is 
 
 from __future__ import annotations
 
-import json
-import re
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -29,7 +27,6 @@ from connect_lambda.testing.tokens import (
     INSTALL_KID,
     NOW,
     b64url,
-    b64url_decode,
     encode_token,
     install_claims,
     install_token,
@@ -43,6 +40,9 @@ from connect_lambda.testing.tokens import (
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.token_fuzz import COMPACT, HUGE_INTEGERS, json_segment, same_token_bytes
+from tests.token_fuzz import mutations as token_mutations
 
 FUZZ = settings(
     derandomize=True,
@@ -89,9 +89,6 @@ INSTALL_PAYLOAD = parse_lifecycle_payload(
 )
 VALID_INSTALL_TOKEN = install_token()
 
-_COMPACT = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
-_B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-
 
 def tenant_verify(token: str) -> bool:
     """True if the token verified; False if it was refused with a ConnectError; anything else propagates."""
@@ -110,27 +107,11 @@ def install_verify(token: str) -> bool:
     return True
 
 
-def same_token_bytes(candidate: str, original: str) -> bool:
-    """Whether ``candidate`` is ``original`` with a signature spelled differently but decoding to the same bytes.
-
-    base64url's last character carries padding bits that decoders ignore, so such a spelling is the very same
-    signed token (a known, harmless malleability), not a forgery.
-    """
-    parts, reference = candidate.split("."), original.split(".")
-    if len(parts) != 3 or parts[:2] != reference[:2]:
-        return False
-    try:
-        return b64url_decode(parts[2]) == b64url_decode(reference[2])
-    except ValueError:
-        return False
-
-
 # strategies -----------------------------------------------------------------------------------------------------------
 
 json_scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=20)
-huge_integers = st.sampled_from([10**400, -(10**400), 2**63, -(2**63), 2**1024])
 json_values = st.recursive(
-    json_scalars | huge_integers,
+    json_scalars | HUGE_INTEGERS,
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=8,
 )
@@ -144,38 +125,19 @@ alg_values = (
 )
 
 
-def json_segment(value: Any) -> str:
-    return b64url(json.dumps(value, allow_nan=True))
-
-
 @st.composite
-def mutations(draw: st.DrawFn, original: str) -> str:
-    """The original token with one corruption: flip, insert, delete, swap, truncate, or a re-encoded header."""
-    operation = draw(st.sampled_from(["flip", "insert", "delete", "swap", "truncate", "header", "duplicate"]))
-    header, payload, signature = original.split(".")
-    if operation == "flip":
-        index = draw(st.integers(0, len(original) - 1))
-        replacement = draw(st.sampled_from(_B64URL + ".=+/ %\x00é") | st.characters())
-        return original[:index] + replacement + original[index + 1 :]
-    if operation == "insert":
-        index = draw(st.integers(0, len(original)))
-        return original[:index] + draw(st.text(min_size=1, max_size=4)) + original[index:]
-    if operation == "delete":
-        start = draw(st.integers(0, len(original) - 1))
-        return original[:start] + original[start + draw(st.integers(1, 8)) :]
-    if operation == "swap":
-        order = draw(st.permutations([header, payload, signature]).filter(lambda p: p != [header, payload, signature]))
-        return ".".join(order)
-    if operation == "truncate":
-        return original[: draw(st.integers(0, len(original) - 1))]
-    if operation == "duplicate":
-        return draw(st.sampled_from([f"{header}.{header}.{signature}", f"{payload}.{payload}.{signature}"]))
+def connect_headers(draw: st.DrawFn) -> dict[str, Any]:
+    """A Connect token header as an attacker re-encodes it: any ``alg``, maybe a ``kid`` and an extension."""
     new_header = {"typ": "JWT", "alg": draw(alg_values)}
     if draw(st.booleans()):
         new_header["kid"] = draw(st.sampled_from([INSTALL_KID, "../x", "", None]) | json_values)
     if draw(st.booleans()):
         new_header[draw(st.sampled_from(["crit", "b64", "jku", "jwk", "x5u", "zip", "cty"]))] = draw(json_values)
-    return f"{json_segment(new_header)}.{payload}.{signature}"
+    return new_header
+
+
+def mutations(original: str) -> st.SearchStrategy[str]:
+    return token_mutations(original, headers=connect_headers(), duplicate=True)
 
 
 # tenant tokens --------------------------------------------------------------------------------------------------------
@@ -216,7 +178,7 @@ def test_mutations_of_a_valid_tenant_token_never_verify(token):
 
 
 time_oddities = (
-    huge_integers
+    HUGE_INTEGERS
     | st.sampled_from([True, False, None, "1750000000", float("inf"), float("nan"), -1, 0, 1e300])
     | json_values
 )
@@ -337,7 +299,7 @@ def test_extraction_of_random_headers_and_queries_yields_one_well_formed_token_o
     except AuthenticationError:
         return
     assert len(found.token) <= MAX_TOKEN_LENGTH
-    assert _COMPACT.fullmatch(found.token)
+    assert COMPACT.fullmatch(found.token)
 
 
 OTHER_TENANT_TOKEN = tenant_token(new_secret())
@@ -355,7 +317,7 @@ def test_extraction_from_the_query_agrees_with_the_parameters_the_qsh_drops(pair
         expected = Reason.MISSING_TOKEN
     elif len(tokens) > 1:
         expected = Reason.MULTIPLE_TOKENS
-    elif not _COMPACT.fullmatch(next(iter(tokens))):
+    elif not COMPACT.fullmatch(next(iter(tokens))):
         expected = Reason.MALFORMED_TOKEN
     else:
         assert extract_token({}, query).token == next(iter(tokens))
